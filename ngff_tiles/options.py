@@ -1,0 +1,151 @@
+"""Typed option groups for each stage; the CLI fills them, the library takes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "BLEND_MODES",
+    "COMPRESSIONS",
+    "ExecutionOptions",
+    "FusionOptions",
+    "LayoutOptions",
+    "PyramidOptions",
+    "ReaderOptions",
+    "WriterOptions",
+]
+
+BlendMode = Literal["linear", "cosine", "mean", "max", "first", "last"]
+BLEND_MODES: tuple[str, ...] = ("linear", "cosine", "mean", "max", "first", "last")
+Compression = Literal["blosc-zstd", "blosc-lz4", "zstd", "gzip", "none"]
+COMPRESSIONS: tuple[str, ...] = ("blosc-zstd", "blosc-lz4", "zstd", "gzip", "none")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReaderOptions:
+    """Options every reader understands.
+
+    Attributes
+    ----------
+    position_unit
+        Unit to assume for stage positions whose unit the file does not state as a length
+        (e.g. OME ``"reference frame"``); ``None`` makes such positions an error.
+    pixel_size_um
+        Override of the (y, x) or (z, y, x) pixel size, for files that lack it.
+    """
+
+    position_unit: str | None = None
+    pixel_size_um: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayoutOptions:
+    """How stage positions become output pixels.
+
+    Attributes
+    ----------
+    flip_x, flip_y
+        The stage axis runs opposite to the camera axis: mirror tile centres along it.
+    swap_xy
+        Stage x is camera y and vice versa: swap the tile centres' x and y.
+    pixel_size_um
+        Output (z, y, x) pixel size; ``None`` keeps the input's. Only equal to the input for now.
+    subpixel
+        ``"round"``: each tile's offset is rounded to the nearest output pixel (no resampling).
+    """
+
+    flip_x: bool = False
+    flip_y: bool = False
+    swap_xy: bool = False
+    pixel_size_um: tuple[float, float, float] | None = None
+    subpixel: Literal["round"] = "round"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FusionOptions:
+    """How overlapping tiles are blended.
+
+    Attributes
+    ----------
+    blend
+        ``linear`` (feather ramp towards the tile borders, default), ``cosine`` (raised-cosine
+        ramp), ``mean``, ``max``, ``first`` or ``last`` (the first/last tile by id wins).
+    blend_width
+        Ramp length in pixels for ``linear``/``cosine``; ``None`` ramps over half the tile.
+    dark
+        Dark (offset) level subtracted from every tile: a number or a (y, x) image of the tile size.
+    flat
+        Flat-field (y, x) image of the tile size; normalised to mean 1 and divided out.
+    """
+
+    blend: BlendMode = "linear"
+    blend_width: float | None = None
+    dark: float | np.ndarray | None = None
+    flat: np.ndarray | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PyramidOptions:
+    """Multiscale pyramid.
+
+    Attributes
+    ----------
+    downsample_z
+        Halve z as well as y and x at each level.
+    max_levels
+        Upper bound on the number of levels (level 0 included); ``None``: until it fits one chunk.
+    """
+
+    downsample_z: bool = False
+    max_levels: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WriterOptions:
+    """OME-Zarr output.
+
+    Attributes
+    ----------
+    ngff_version
+        ``"0.5"`` (Zarr v3, sharded) or ``"0.4"`` (Zarr v2, ``/`` separator).
+    chunks
+        (z, y, x) chunk shape (t and c chunks are always 1).
+    shards
+        (z, y, x) shard shape for 0.5; for 0.4 the block of chunks one task writes.
+    compression
+        Codec: ``blosc-zstd`` (default), ``blosc-lz4``, ``zstd``, ``gzip`` or ``none``.
+    compression_level
+        Codec level; ``None`` takes the codec's default here.
+    overwrite
+        Replace an existing output that ngff-tiles wrote.
+    name
+        Image name in the multiscales metadata.
+    """
+
+    ngff_version: Literal["0.4", "0.5"] = "0.5"
+    chunks: tuple[int, int, int] = (1, 1024, 1024)
+    shards: tuple[int, int, int] = (1, 4096, 4096)
+    compression: Compression = "blosc-zstd"
+    compression_level: int | None = None
+    overwrite: bool = False
+    name: str = "image"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecutionOptions:
+    """Where and how the work runs.
+
+    Attributes
+    ----------
+    max_workers
+        Threads for the local dask scheduler (``None``: one per core).
+    progress
+        Show a progress bar on stderr.
+    """
+
+    max_workers: int | None = None
+    progress: bool = True
+    extra: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,90 @@
+"""Shared pieces for built-in readers: a base class and a raw-bytes region source."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ngff_tiles.errors import SourceError
+from ngff_tiles.options import ReaderOptions
+from ngff_tiles.tiles import FrameSource, Region, Tile
+
+__all__ = ["BaseReader", "RawFileSource"]
+
+
+class BaseReader:
+    """Defaults for the :class:`ngff_tiles.readers.Reader` protocol."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    extra: ClassVar[str | None] = None
+    priority: ClassVar[int] = 0
+
+    def sniff(self, path: str) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check_dependencies(self) -> None:
+        """Core readers need nothing beyond the core dependencies."""
+
+    def tiles(self, path: str, options: ReaderOptions) -> list[Tile]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class RawFileSource(FrameSource):
+    """Uncompressed pixels stored contiguously in a file, as (z, y, x) planes at given offsets.
+
+    Reads only the rows of a region (one ``pread`` per plane), so fusion can fetch overlaps cheaply.
+
+    Parameters
+    ----------
+    file
+        Path of the file.
+    offsets
+        Byte offset of each z plane.
+    shape
+        (y, x) plane shape.
+    dtype
+        Stored dtype, with byte order.
+    """
+
+    def __init__(self, file: str, offsets: list[int], shape: tuple[int, int], dtype: Any) -> None:
+        self._file = os.fspath(file)
+        self._offsets = [int(o) for o in offsets]
+        self._plane = (int(shape[0]), int(shape[1]))
+        self._dtype = np.dtype(dtype)
+
+    @property
+    def path(self) -> str:
+        return self._file
+
+    def shape_hint(self) -> tuple[int, int, int]:
+        return (len(self._offsets), *self._plane)
+
+    def _read(self, region: Region) -> np.ndarray:
+        zs, ys, xs = region
+        ny, nx = self._plane
+        item = self._dtype.itemsize
+        row_bytes = nx * item
+        out = np.empty((zs.stop - zs.start, ys.stop - ys.start, nx), dtype=self._dtype)
+        nbytes = (ys.stop - ys.start) * row_bytes
+        try:
+            fd = os.open(self._file, os.O_RDONLY)
+        except OSError as exc:
+            raise SourceError(f"{self._file}: cannot open: {exc.strerror}") from None
+        try:
+            for k, z in enumerate(range(zs.start, zs.stop)):
+                start = self._offsets[z] + ys.start * row_bytes
+                buf = memoryview(out[k]).cast("B")
+                got = os.preadv(fd, [buf], start) if nbytes else 0
+                if got != nbytes:
+                    raise SourceError(
+                        f"{self._file}: truncated: expected {nbytes} bytes at offset {start}, got {got}"
+                    )
+        finally:
+            os.close(fd)
+        out = out[:, :, xs]
+        if not self._dtype.isnative:
+            out = out.astype(self._dtype.newbyteorder("="))
+        return out
