@@ -173,7 +173,7 @@ class Tile:
     well: Well | None = None
     field_index: int = 0
     name: str = ""
-    extra: Mapping[str, object] = field(default=_EMPTY)
+    extra: Mapping[str, object] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)

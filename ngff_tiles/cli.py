@@ -1,0 +1,326 @@
+"""The ``ngff-tiles`` console script: thin subcommands over the library; logging lives here.
+
+Exit codes
+----------
+0  success
+1  the output (``validate``) has problems
+2  bad input or usage: unreadable/corrupt files, missing positions, existing output, ...
+3  unexpected internal error (a bug: please report it with ``--debug`` output)
+130  interrupted (Ctrl-C); a conversion's output is left marked incomplete
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ngff_tiles.errors import NgffTilesError
+
+__all__ = ["main"]
+
+log = logging.getLogger("ngff_tiles")
+
+EXIT_CODES = """exit codes:
+  0    success
+  1    validate: the store has problems
+  2    bad input or usage (corrupt file, missing positions, existing output, ...)
+  3    unexpected internal error (rerun with --debug and report it)
+  130  interrupted; a partial output stays marked incomplete
+"""
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    try:
+        parts = [int(p) for p in text.replace("x", ",").split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1024,1024 or 1,1024,1024, got {text!r}") from None
+    if len(parts) == 2:
+        parts = [1, *parts]
+    if len(parts) != 3 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected 2 (y,x) or 3 (z,y,x) positive integers, got {text!r}")
+    return (parts[0], parts[1], parts[2])
+
+
+def _load_image(spec: str, what: str) -> Any:
+    """Return a float for a number, else the image in the file (TIFF or .npy)."""
+    try:
+        return float(spec)
+    except ValueError:
+        pass
+    path = Path(spec)
+    if not path.is_file():
+        raise NgffTilesError(f"{spec}: {what} is neither a number nor an existing file")
+    import numpy as np
+
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        import tifffile
+
+        return tifffile.imread(path)
+    except Exception as exc:
+        raise NgffTilesError(f"{spec}: cannot read {what} image: {exc}") from exc
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more messages (-vv for debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, only errors")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def _add_reader_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reader", help="force a reader by name (see `ngff-tiles readers`)")
+    p.add_argument(
+        "--position-unit",
+        help="unit of stage positions whose file does not give a length unit (e.g. OME 'reference frame')",
+    )
+    p.add_argument("--pixel-size", type=float, nargs="+", metavar="UM", help="pixel size in µm: XY, or Z Y X")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ngff_tiles import __version__
+    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS
+
+    top = argparse.ArgumentParser(
+        prog="ngff-tiles",
+        description="Turn tiled microscopy acquisitions into fused, multiscale OME-Zarr.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    top.add_argument("--version", action="version", version=f"ngff-tiles {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser(
+        "convert",
+        help="fuse tiles into one multiscale OME-Zarr",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("inputs", nargs="+", metavar="INPUT", help="tiles: a file, folder or tile table")
+    c.add_argument("-o", "--output", required=True, help="output store, e.g. out.ome.zarr")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output written by ngff-tiles")
+    _add_reader_args(c)
+    g = c.add_argument_group("layout")
+    g.add_argument("--flip-x", action="store_true", help="stage x runs against camera x")
+    g.add_argument("--flip-y", action="store_true", help="stage y runs against camera y")
+    g.add_argument("--swap-xy", action="store_true", help="stage x is camera y (applied before flips)")
+    g = c.add_argument_group("fusion")
+    g.add_argument("--blend", choices=BLEND_MODES, default="linear", help="blending of overlaps (default linear)")
+    g.add_argument("--blend-width", type=float, metavar="PX", help="ramp length in pixels (default: half tile)")
+    g.add_argument("--dark", metavar="VALUE|FILE", help="dark level: a number or an image (TIFF/.npy)")
+    g.add_argument("--flat", metavar="FILE", help="flat-field image (TIFF/.npy), normalised to mean 1")
+    g = c.add_argument_group("output")
+    g.add_argument("--ngff-version", choices=("0.5", "0.4"), default="0.5", help="0.5 = Zarr v3 + shards (default)")
+    g.add_argument("--chunks", type=_triple, default=(1, 1024, 1024), metavar="[Z,]Y,X", help="chunk shape")
+    g.add_argument("--shards", type=_triple, default=(1, 4096, 4096), metavar="[Z,]Y,X", help="shard/block shape")
+    g.add_argument("--compression", choices=COMPRESSIONS, default="blosc-zstd", help="codec (default blosc-zstd)")
+    g.add_argument("--compression-level", type=int, metavar="N", help="codec level")
+    g.add_argument("--downsample-z", action="store_true", help="halve z too at each pyramid level")
+    g.add_argument("--max-levels", type=int, metavar="N", help="at most N pyramid levels")
+    g.add_argument("--name", default="image", help="image name in the metadata")
+    g.add_argument("--validate", action="store_true", help="validate the output after writing")
+    g = c.add_argument_group("execution")
+    g.add_argument("--max-workers", type=int, metavar="N", help="threads (default: one per core)")
+    _add_common(c)
+
+    i = sub.add_parser("info", help="list the tiles an input holds, and which reader reads it")
+    i.add_argument("inputs", nargs="+", metavar="INPUT")
+    _add_reader_args(i)
+    _add_common(i)
+
+    v = sub.add_parser("validate", help="check a store against the NGFF schemas and semantic rules")
+    v.add_argument("store", metavar="STORE")
+    v.add_argument("--strict", action="store_true", help="use the strict schemas")
+    _add_common(v)
+
+    r = sub.add_parser("readers", help="list readers, or which reader claims PATH")
+    r.add_argument("path", nargs="?", metavar="PATH")
+    _add_common(r)
+
+    d = sub.add_parser("demo", help="make the built-in synthetic sample and convert it")
+    d.add_argument("-o", "--output-dir", default="demo-output", help="folder for the sample and the output")
+    d.add_argument("--overwrite", action="store_true", help="replace a previous demo output")
+    _add_common(d)
+    return top
+
+
+def _reader_options(args: argparse.Namespace) -> Any:
+    from ngff_tiles.options import ReaderOptions
+
+    px = tuple(args.pixel_size) if args.pixel_size else None
+    if px is not None and len(px) not in (1, 2, 3):
+        raise NgffTilesError(f"--pixel-size takes 1 (xy), 2 (y x) or 3 (z y x) values, got {len(px)}")
+    return ReaderOptions(position_unit=args.position_unit, pixel_size_um=px)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from ngff_tiles.convert import convert
+    from ngff_tiles.options import ExecutionOptions, FusionOptions, LayoutOptions, PyramidOptions, WriterOptions
+
+    fusion = FusionOptions(
+        blend=args.blend,
+        blend_width=args.blend_width,
+        dark=_load_image(args.dark, "dark") if args.dark is not None else None,
+        flat=_load_image(args.flat, "flat") if args.flat is not None else None,
+    )
+    if isinstance(fusion.flat, float):
+        raise NgffTilesError(f"{args.flat}: --flat must be an image file")
+    result = convert(
+        args.inputs,
+        args.output,
+        reader=args.reader,
+        reader_options=_reader_options(args),
+        layout=LayoutOptions(flip_x=args.flip_x, flip_y=args.flip_y, swap_xy=args.swap_xy),
+        fusion=fusion,
+        pyramid=PyramidOptions(downsample_z=args.downsample_z, max_levels=args.max_levels),
+        writer=WriterOptions(
+            ngff_version=args.ngff_version,
+            chunks=args.chunks,
+            shards=args.shards,
+            compression=args.compression,
+            compression_level=args.compression_level,
+            overwrite=args.overwrite,
+            name=args.name,
+        ),
+        execution=ExecutionOptions(max_workers=args.max_workers, progress=not args.quiet),
+        on_progress=log.info,
+    )
+    log.warning(
+        "wrote %s: %d level(s), level 0 %s (t,c,z,y,x), %.1f MB in %.1f s (%.0f MB/s)",
+        result.output,
+        len(result.level_shapes),
+        "×".join(str(s) for s in result.level_shapes[0]),
+        result.bytes_in / 1e6,
+        result.seconds,
+        result.mb_per_s,
+    )
+    if args.validate:
+        return _validate(str(result.output), strict=False)
+    return 0
+
+
+def _validate(store: str, strict: bool) -> int:
+    from ngff_tiles.metadata.validate import validate_store
+
+    problems = validate_store(store, strict=strict)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        print(f"{p.severity}: {store}/{p.where}: {p.message}".replace("//", "/"), file=sys.stderr)
+    if errors:
+        print(f"{store}: {len(errors)} error(s)", file=sys.stderr)
+        return 1
+    print(f"{store}: valid OME-NGFF ({len(problems)} warning(s))")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from ngff_tiles.readers import get_reader, guess_reader
+
+    opts = _reader_options(args)
+    for path in args.inputs:
+        rd = get_reader(args.reader) if args.reader else guess_reader(path)
+        tiles = rd.tiles(path, opts)
+        print(f"{path}: reader {rd.name}, {len(tiles)} tile(s)")
+        print(f"{'id':>5} {'name':<24} {'channel':<12} {'t':>3} {'shape (z,y,x)':<18} {'dtype':<8} "
+              f"{'pixel (z,y,x) µm':<24} {'position (z,y,x) µm'}")
+        for t in tiles:
+            shape = "×".join(str(s) for s in t.shape)
+            px = ", ".join(f"{v:g}" for v in t.pixel_size_um)
+            pos = ", ".join(f"{v:.3f}" for v in t.position_um)
+            well = f" well {t.well}/{t.field_index}" if t.well else ""
+            print(f"{t.tile_id:>5} {t.name[:24]:<24} {t.channel[:12]:<12} {t.time_index:>3} {shape:<18} "
+                  f"{t.dtype!s:<8} {px:<24} {pos}{well}")
+    return 0
+
+
+def _cmd_readers(args: argparse.Namespace) -> int:
+    from ngff_tiles.readers import available_readers
+
+    infos = available_readers()
+    for info in infos:
+        if info.reader is None:
+            status = f"unavailable: {info.error}"
+        elif args.path is not None:
+            try:
+                status = "claims it" if info.reader.sniff(args.path) else "-"
+            except OSError as exc:
+                status = f"- ({exc.strerror})"
+        else:
+            status = info.reader.description
+        print(f"{info.name:<12} {info.origin:<10} {status}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ngff_tiles.testing.synthetic import demo_spec, write_dataset
+
+    base = Path(args.output_dir)
+    tiles_dir = base / "tiles"
+    out = base / "demo.ome.zarr"
+    if out.exists() and not args.overwrite:
+        raise NgffTilesError(f"{out}: output exists; pass --overwrite to replace it")
+    log.warning("writing the synthetic sample to %s ...", tiles_dir)
+    tiles_dir.mkdir(parents=True, exist_ok=True)
+    write_dataset(demo_spec(), tiles_dir)
+    argv = [
+        "convert", str(tiles_dir), "-o", str(out),
+        "--dark", str(tiles_dir / "dark.tif"), "--flat", str(tiles_dir / "flat.tif"),
+    ]
+    if args.overwrite:
+        argv.append("--overwrite")
+    if args.quiet:
+        argv.append("-q")
+    code = main(argv)
+    if code == 0:
+        print(f"\nOutput: {out.resolve()}")
+        print(f"  check it:     ngff-tiles validate {out}")
+        print(f"  napari:       napari --plugin napari-ome-zarr {out}")
+        print("  Neuroglancer: serve the folder with CORS + Range and open zarr3://http://HOST:PORT/demo.ome.zarr")
+    return code
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.ERROR if args.quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ngff-tiles: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the console script; return its exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    commands = {
+        "convert": _cmd_convert,
+        "info": _cmd_info,
+        "validate": lambda a: _validate(a.store, a.strict),
+        "readers": _cmd_readers,
+        "demo": _cmd_demo,
+    }
+    try:
+        return int(commands[args.command](args))
+    except NgffTilesError as exc:
+        if args.debug:
+            raise
+        print(f"ngff-tiles: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ngff-tiles: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"ngff-tiles: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""``convert()``: readers -> layout -> block-wise fusion + pyramid -> OME-Zarr, on dask.
+
+The task graph has one task per output block (a shard for 0.5, a group of chunks for 0.4) at
+level 0, each fusing the tiles that overlap it, writing its block and returning its 2x-downsampled
+block; a level-k block task assembles the (up to 2x2, or 2x2x2 with ``downsample_z``) blocks of
+level k-1 below it, writes, and downsamples in turn. Nothing is re-read from disk, and no task
+holds more than a few blocks. Blocks without tiles get no task and are never written (fill value).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import itertools
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ngff_tiles.errors import LayoutError
+from ngff_tiles.fusion.kernel import BlockTile, Corrections, fuse_block, make_corrections
+from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
+from ngff_tiles.layout.place import Layout, place_tiles
+from ngff_tiles.options import (
+    ExecutionOptions,
+    FusionOptions,
+    LayoutOptions,
+    PyramidOptions,
+    ReaderOptions,
+    WriterOptions,
+)
+from ngff_tiles.tiles import Tile
+from ngff_tiles.writers.ome_zarr import (
+    LevelArray,
+    build_multiscales,
+    build_omero,
+    create_level_arrays,
+    finalize_image,
+    percentile_window,
+    prepare_output,
+)
+
+__all__ = ["ConvertResult", "convert", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertResult:
+    """What a conversion wrote.
+
+    Attributes
+    ----------
+    output
+        The store's path.
+    layout
+        Where every tile went.
+    level_shapes
+        (t, c, z, y, x) of every pyramid level.
+    seconds
+        Wall time of the conversion (reading metadata excluded).
+    bytes_in
+        Uncompressed size of all tiles' pixels.
+    blocks_written
+        Number of block tasks run, all levels.
+    """
+
+    output: Path
+    layout: Layout
+    level_shapes: tuple[tuple[int, int, int, int, int], ...]
+    seconds: float
+    bytes_in: int
+    blocks_written: int
+
+    @property
+    def mb_per_s(self) -> float:
+        """Input megabytes (10^6 bytes) converted per second."""
+        return self.bytes_in / 1e6 / self.seconds if self.seconds > 0 else math.inf
+
+
+# ---------------------------------------------------------------------------------------------
+# tasks (module level: they pickle by reference for distributed workers)
+
+
+def _fuse_task(
+    array: LevelArray,
+    t: int,
+    c: int,
+    start: tuple[int, int, int],
+    stop: tuple[int, int, int],
+    tiles: Sequence[BlockTile],
+    dtype: np.dtype,  # type: ignore[type-arg]
+    corrections: Corrections,
+    next_factors: tuple[int, int, int] | None,
+) -> np.ndarray | None:
+    block = fuse_block(tiles, start, stop, dtype, corrections)
+    if block is None:
+        return None
+    array.write(t, c, start, block)
+    return block if next_factors is None else downsample_mean(block, next_factors)
+
+
+def _gather_task(
+    array: LevelArray,
+    t: int,
+    c: int,
+    start: tuple[int, int, int],
+    stop: tuple[int, int, int],
+    child_offsets: Sequence[tuple[int, int, int]],
+    dtype: np.dtype,  # type: ignore[type-arg]
+    next_factors: tuple[int, int, int] | None,
+    *children: np.ndarray | None,
+) -> np.ndarray | None:
+    if all(ch is None for ch in children):
+        return None
+    block = np.zeros(tuple(b - a for a, b in zip(start, stop, strict=True)), dtype=dtype)
+    for off, ch in zip(child_offsets, children, strict=True):
+        if ch is not None:
+            block[off[0] : off[0] + ch.shape[0], off[1] : off[1] + ch.shape[1], off[2] : off[2] + ch.shape[2]] = ch
+    array.write(t, c, start, block)
+    return block if next_factors is None else downsample_mean(block, next_factors)
+
+
+def _windows_task(n_channels: int, channel_of: Sequence[int], *blocks: np.ndarray | None) -> list[tuple[float, float]]:
+    per: dict[int, list[np.ndarray]] = defaultdict(list)
+    for c, b in zip(channel_of, blocks, strict=True):
+        if b is not None:
+            per[c].append(b.ravel())
+    return [percentile_window(np.concatenate(per[c])) if per[c] else (0.0, 1.0) for c in range(n_channels)]
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A task graph ready to run, and what finishing it needs."""
+
+    graph: dict[str, Any]
+    windows_key: str
+    n_blocks: int
+    level_shapes: tuple[tuple[int, int, int, int, int], ...]
+    factors: tuple[tuple[int, int, int], ...]
+
+
+def _block_range(lo: int, hi: int, size: int) -> range:
+    return range(lo // size, (hi - 1) // size + 1)
+
+
+def plan(
+    layout: Layout,
+    arrays: Sequence[LevelArray],
+    corrections: Corrections,
+    *,
+    downsample_z: bool,
+) -> Plan:
+    """Build the dask graph for ``layout`` into the level ``arrays`` (level 0 first)."""
+    block = arrays[0].block
+    dtype = np.dtype(layout.dtype)
+    fz = 2 if downsample_z else 1
+    step = (fz, 2, 2)
+    n_levels = len(arrays)
+    factors = tuple((fz**k, 2**k, 2**k) for k in range(n_levels))
+
+    # spatial index: which tiles touch which level-0 block (per t, c)
+    index: dict[tuple[int, int, int, int, int], list[BlockTile]] = defaultdict(list)
+    for p in layout.tiles:
+        ranges = [_block_range(p.offset_px[i], p.stop_px[i], block[i]) for i in range(3)]
+        for bz, by, bx in itertools.product(*ranges):
+            index[(p.time_index, p.channel_index, bz, by, bx)].append(BlockTile(p.tile, p.offset_px))
+
+    graph: dict[str, Any] = {}
+    keys_by_level: list[dict[tuple[int, int, int, int, int], str]] = []
+
+    def bounds(level: int, b: tuple[int, int, int]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        shape = arrays[level].shape[2:]
+        start = (b[0] * block[0], b[1] * block[1], b[2] * block[2])
+        stop = tuple(min(s + n, lim) for s, n, lim in zip(start, block, shape, strict=True))
+        return start, (stop[0], stop[1], stop[2])
+
+    level0: dict[tuple[int, int, int, int, int], str] = {}
+    nxt = step if n_levels > 1 else None
+    for key5, tiles in sorted(index.items()):
+        t, c, bz, by, bx = key5
+        start, stop = bounds(0, (bz, by, bx))
+        name = f"L0-t{t}-c{c}-{bz}-{by}-{bx}"
+        graph[name] = (
+            functools.partial(_fuse_task, arrays[0], t, c, start, stop, tuple(tiles), dtype, corrections, nxt),
+        )
+        level0[key5] = name
+    keys_by_level.append(level0)
+
+    for k in range(1, n_levels):
+        below = keys_by_level[-1]
+        parents: dict[tuple[int, int, int, int, int], list[tuple[tuple[int, int, int], str]]] = defaultdict(list)
+        for (t, c, bz, by, bx), name in below.items():
+            pkey = (t, c, bz // step[0], by // 2, bx // 2)
+            off = ((bz % step[0]) * block[0] // step[0], (by % 2) * block[1] // 2, (bx % 2) * block[2] // 2)
+            parents[pkey].append((off, name))
+        nxt = step if k < n_levels - 1 else None
+        current: dict[tuple[int, int, int, int, int], str] = {}
+        for pkey, kids in sorted(parents.items()):
+            t, c, bz, by, bx = pkey
+            start, stop = bounds(k, (bz, by, bx))
+            name = f"L{k}-t{t}-c{c}-{bz}-{by}-{bx}"
+            offs = tuple(o for o, _ in kids)
+            func = functools.partial(_gather_task, arrays[k], t, c, start, stop, offs, dtype, nxt)
+            graph[name] = (func, *[n for _, n in kids])
+            current[pkey] = name
+        keys_by_level.append(current)
+
+    last = [(key5, name) for key5, name in sorted(keys_by_level[-1].items()) if key5[0] == 0]
+    windows_key = "windows"
+    graph[windows_key] = (
+        functools.partial(_windows_task, len(layout.channels), [k5[1] for k5, _ in last]),
+        *[n for _, n in last],
+    )
+    return Plan(
+        graph=graph,
+        windows_key=windows_key,
+        n_blocks=len(graph) - 1,
+        level_shapes=tuple(a.shape for a in arrays),
+        factors=factors,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def _run_local(graph: Mapping[str, Any], key: str, workers: int, progress: bool, n: int) -> Any:
+    import dask.threaded
+    from dask.callbacks import Callback
+
+    if not progress:
+        return dask.threaded.get(dict(graph), key, num_workers=workers)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n, unit="block", desc="fusing", dynamic_ncols=True, leave=True)
+
+    class _Bar(Callback):  # type: ignore[misc]
+        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+            if key != "windows":
+                bar.update(1)
+
+    try:
+        with _Bar():
+            return dask.threaded.get(dict(graph), key, num_workers=workers)
+    finally:
+        bar.close()
+
+
+def _tiles_from(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[Tile],
+    reader: str | None,
+    options: ReaderOptions | None,
+) -> tuple[list[Tile], list[str]]:
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    items = list(inputs)
+    if items and all(isinstance(i, Tile) for i in items):
+        tiles = [i for i in items if isinstance(i, Tile)]
+        return tiles, sorted({t.source.path for t in tiles})
+    from ngff_tiles.readers import read_tiles
+
+    paths = [os.fspath(i) for i in items if not isinstance(i, Tile)]
+    return read_tiles(paths, reader=reader, options=options), paths
+
+
+def _record(
+    paths: Sequence[str], reader: str | None, options: Mapping[str, Any], started: str
+) -> dict[str, Any]:
+    from ngff_tiles import __version__
+
+    return {
+        "version": __version__,
+        "started": started,
+        "inputs": list(paths),
+        "reader": reader,
+        "options": dict(options),
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return f"<array {obj.shape} {obj.dtype}>"
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    return obj
+
+
+def convert(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[Tile],
+    output: str | os.PathLike[str],
+    *,
+    reader: str | None = None,
+    reader_options: ReaderOptions | None = None,
+    layout: LayoutOptions | None = None,
+    fusion: FusionOptions | None = None,
+    pyramid: PyramidOptions | None = None,
+    writer: WriterOptions | None = None,
+    execution: ExecutionOptions | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> ConvertResult:
+    """Fuse tiles into one multiscale OME-Zarr image.
+
+    Parameters
+    ----------
+    inputs
+        A path (or several) any reader recognises, or tiles already read.
+    output
+        Path of the store to write (``*.ome.zarr``). Refused if it exists unless
+        ``writer.overwrite`` and the store was written by ngff-tiles.
+    reader
+        Force a reader by registry name instead of sniffing.
+    reader_options, layout, fusion, pyramid, writer, execution
+        Options of each stage; defaults when ``None``.
+    on_progress
+        Called with a one-line message at each stage (the CLI logs them).
+
+    Returns
+    -------
+    ConvertResult
+        Output path, layout, level shapes and timings.
+    """
+    layout_opts = layout or LayoutOptions()
+    fusion_opts = fusion or FusionOptions()
+    pyramid_opts = pyramid or PyramidOptions()
+    writer_opts = writer or WriterOptions()
+    exec_opts = execution or ExecutionOptions()
+    say = on_progress or (lambda msg: None)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+    tiles, paths = _tiles_from(inputs, reader, reader_options)
+    if not tiles:
+        raise LayoutError(f"{', '.join(paths) or 'input'}: no tiles found")
+    wells = {t.well for t in tiles}
+    if len(wells) > 1:
+        raise LayoutError(
+            f"{paths[0] if paths else 'input'}: tiles belong to {len(wells)} wells; plate output is not supported yet"
+        )
+    lay = place_tiles(tiles, layout_opts)
+    say(
+        f"{len(tiles)} tiles, {len(lay.channels)} channel(s), {len(lay.time_indices)} time point(s) -> "
+        f"{lay.shape[4]}×{lay.shape[3]}×{lay.shape[2]} (x×y×z) px at {lay.pixel_size_um[2]:g} µm"
+    )
+    corrections = make_corrections(fusion_opts, lay.channels, [(t.shape[1], t.shape[2]) for t in tiles])
+    shapes = level_shapes(
+        lay.spatial_shape,
+        writer_opts.chunks,
+        downsample_z=pyramid_opts.downsample_z,
+        max_levels=pyramid_opts.max_levels,
+    )
+    workers = exec_opts.max_workers or os.cpu_count() or 1
+    options_record = _jsonable(
+        {
+            "layout": asdict(layout_opts),
+            "fusion": asdict(fusion_opts),
+            "pyramid": asdict(pyramid_opts),
+            "writer": {k: v for k, v in asdict(writer_opts).items() if k != "overwrite"},
+        }
+    )
+    record = _record(paths, reader, options_record, started)
+    t0 = time.perf_counter()
+    root = prepare_output(output, writer_opts, record)
+    arrays = create_level_arrays(
+        root, shapes, (lay.shape[0], lay.shape[1]), lay.dtype, writer_opts, threads=workers
+    )
+    p = plan(lay, arrays, corrections, downsample_z=pyramid_opts.downsample_z)
+    say(f"{len(shapes)} pyramid level(s), {p.n_blocks} block task(s) on {workers} thread(s)")
+    windows = _run_local(p.graph, p.windows_key, workers, exec_opts.progress, p.n_blocks)
+
+    version = writer_opts.ngff_version
+    multiscales = build_multiscales(
+        name=writer_opts.name,
+        n_levels=len(shapes),
+        pixel_size_um=lay.pixel_size_um,
+        origin_um=lay.origin_um,
+        factors=p.factors,
+        version=version,
+    )
+    omero = build_omero(lay.channels, lay.dtype, windows, version, writer_opts.name)
+    record = {
+        **record,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "origin_um": list(lay.origin_um),
+        "pixel_size_um": list(lay.pixel_size_um),
+        "tiles": [
+            {
+                "id": pt.tile.tile_id,
+                "name": pt.tile.name,
+                "path": pt.tile.source.path,
+                "channel": pt.tile.channel,
+                "time_index": pt.tile.time_index,
+                "shape": list(pt.tile.shape),
+                "position_um": list(pt.tile.position_um),
+                "offset_px": list(pt.offset_px),
+            }
+            for pt in lay.tiles
+        ],
+    }
+    finalize_image(root, multiscales=multiscales, omero=omero, record=record, version=version)
+    seconds = time.perf_counter() - t0
+    bytes_in = sum(math.prod(t.shape) * t.dtype.itemsize for t in tiles)
+    return ConvertResult(
+        output=root,
+        layout=lay,
+        level_shapes=p.level_shapes,
+        seconds=seconds,
+        bytes_in=bytes_in,
+        blocks_written=p.n_blocks,
+    )

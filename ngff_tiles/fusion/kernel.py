@@ -1,0 +1,177 @@
+"""Block-wise pull fusion: one output block from the tiles that overlap it.
+
+For each tile overlapping the block, read only the overlapping region, subtract the dark,
+divide by the normalised flat, multiply by the blending weight, and accumulate ``sum(w * x)``
+and ``sum(w)``; then divide, round and clip to the output dtype. Memory is bounded by the block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ngff_tiles.errors import MetadataError
+from ngff_tiles.fusion.blend import WEIGHTED_MODES, weight_2d
+from ngff_tiles.options import BLEND_MODES, FusionOptions
+from ngff_tiles.tiles import Tile
+
+__all__ = ["BlockTile", "Corrections", "fuse_block", "make_corrections"]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTile:
+    """A tile and its (z, y, x) offset in output pixels, as a fusion task sees it."""
+
+    tile: Tile
+    offset: tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Corrections:
+    """Dark and flat per channel, ready for the kernel.
+
+    ``dark`` maps channel to a float or a float32 (y, x) image; ``inv_flat`` maps channel to the
+    float32 reciprocal of the mean-normalised flat (``None``: no flat correction).
+    """
+
+    dark: Mapping[str, float | np.ndarray]
+    inv_flat: Mapping[str, np.ndarray | None]
+    blend: str
+    blend_width: float | None
+
+
+def _per_channel(value: Any, channels: Sequence[str]) -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        missing = [c for c in channels if c not in value]
+        if missing:
+            raise MetadataError(f"no dark/flat given for channel(s) {', '.join(missing)}")
+        return {c: value[c] for c in channels}
+    return dict.fromkeys(channels, value)
+
+
+def make_corrections(
+    options: FusionOptions, channels: Sequence[str], tile_shapes_yx: Sequence[tuple[int, int]]
+) -> Corrections:
+    """Check dark/flat against the tiles and precompute what the kernel needs."""
+    if options.blend not in BLEND_MODES:
+        raise ValueError(f"Expected a blend mode in {BLEND_MODES}, got {options.blend!r} instead")
+    shapes = set(tile_shapes_yx)
+    darks: dict[str, float | np.ndarray] = {}
+    for ch, d in _per_channel(0.0 if options.dark is None else options.dark, channels).items():
+        if np.ndim(d) == 0:
+            darks[ch] = float(d)
+            continue
+        arr = np.asarray(d, dtype=np.float32).squeeze()
+        if arr.ndim != 2 or shapes != {arr.shape}:
+            raise MetadataError(f"dark image of shape {arr.shape} does not match the tile shape(s) {sorted(shapes)}")
+        darks[ch] = arr
+    flats: dict[str, np.ndarray | None] = {}
+    for ch, f in _per_channel(options.flat, channels).items():
+        if f is None:
+            flats[ch] = None
+            continue
+        arr = np.asarray(f, dtype=np.float64).squeeze()
+        if arr.ndim != 2 or shapes != {arr.shape}:
+            raise MetadataError(f"flat image of shape {arr.shape} does not match the tile shape(s) {sorted(shapes)}")
+        if not np.all(np.isfinite(arr)) or arr.min() <= 0:
+            raise MetadataError("flat image must be finite and strictly positive")
+        flats[ch] = (arr.mean() / arr).astype(np.float32)
+    return Corrections(darks, flats, options.blend, options.blend_width)
+
+
+def _intersect(
+    offset: tuple[int, int, int], shape: tuple[int, int, int], start: Sequence[int], stop: Sequence[int]
+) -> tuple[tuple[slice, slice, slice], tuple[slice, slice, slice]] | None:
+    src, dst = [], []
+    for o, n, b0, b1 in zip(offset, shape, start, stop, strict=True):
+        lo, hi = max(o, b0), min(o + n, b1)
+        if lo >= hi:
+            return None
+        src.append(slice(lo - o, hi - o))
+        dst.append(slice(lo - b0, hi - b0))
+    return (src[0], src[1], src[2]), (dst[0], dst[1], dst[2])
+
+
+def _cast(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:  # type: ignore[type-arg]
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        np.rint(acc, out=acc)
+        np.clip(acc, info.min, info.max, out=acc)
+    return acc.astype(dtype)
+
+
+def fuse_block(
+    tiles: Sequence[BlockTile],
+    start: Sequence[int],
+    stop: Sequence[int],
+    dtype: np.dtype,  # type: ignore[type-arg]
+    corrections: Corrections,
+) -> np.ndarray | None:
+    """Fuse the output block ``[start, stop)`` (z, y, x) of one channel and time point.
+
+    Parameters
+    ----------
+    tiles
+        Tiles of this channel and time point that may overlap the block, in blending order.
+    start, stop
+        Block bounds in output pixels.
+    dtype
+        Output dtype.
+    corrections
+        Dark, flat and blending settings from :func:`make_corrections`.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The block, or ``None`` when no tile touches it (nothing to write).
+    """
+    shape = tuple(b - a for a, b in zip(start, stop, strict=True))
+    mode = corrections.blend
+    weighted = mode in WEIGHTED_MODES
+    acc = np.zeros(shape, dtype=np.float32)
+    if weighted:
+        wsum = np.zeros(shape, dtype=np.float32)
+    else:
+        covered = np.zeros(shape, dtype=bool)
+        if mode == "max":
+            acc.fill(-np.inf)
+    ordered = list(reversed(tiles)) if mode == "first" else list(tiles)
+    touched = False
+    for bt in ordered:
+        t = bt.tile
+        hit = _intersect(bt.offset, t.shape, start, stop)
+        if hit is None:
+            continue
+        src, dst = hit
+        touched = True
+        data = t.source.read(src).astype(np.float32)
+        dark = corrections.dark[t.channel]
+        if isinstance(dark, np.ndarray):
+            data -= dark[src[1], src[2]]
+        elif dark:
+            data -= np.float32(dark)
+        inv_flat = corrections.inv_flat[t.channel]
+        if weighted:
+            w = weight_2d((t.shape[1], t.shape[2]), mode, corrections.blend_width)[src[1], src[2]]
+            gain = w if inv_flat is None else w * inv_flat[src[1], src[2]]
+            data *= gain
+            acc[dst] += data
+            wsum[dst] += w
+        else:
+            if inv_flat is not None:
+                data *= inv_flat[src[1], src[2]]
+            if mode == "max":
+                np.maximum(acc[dst], data, out=acc[dst])
+            else:
+                acc[dst] = data
+            covered[dst] = True
+    if not touched:
+        return None
+    if weighted:
+        np.divide(acc, wsum, out=acc, where=wsum > 0)
+    else:
+        acc[~covered] = 0
+    return _cast(acc, np.dtype(dtype))

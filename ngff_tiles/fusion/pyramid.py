@@ -1,0 +1,94 @@
+"""2x mean downsampling of blocks, exact at odd edges.
+
+Level ``k + 1`` has ``ceil(n / 2)`` pixels along each halved axis. Output pixel ``i`` is the mean of
+input pixels ``2i`` and ``2i + 1`` when both exist, else of ``2i`` alone (the last pixel of an odd
+axis): no edge pixel is dropped. Integers are rounded half up: ``(sum + count // 2) // count``.
+Because block starts are even at every level, a block can be downsampled on its own.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["downsample_mean", "level_shapes"]
+
+
+def _accumulator(dtype: np.dtype) -> np.dtype:  # type: ignore[type-arg]
+    if dtype.kind == "u":
+        return np.dtype(np.uint32 if dtype.itemsize <= 2 else np.uint64)
+    if dtype.kind == "i":
+        return np.dtype(np.int32 if dtype.itemsize <= 2 else np.int64)
+    return np.dtype(np.float64 if dtype.itemsize >= 8 else np.float32)
+
+
+def _pair_sum(a: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum neighbouring pairs along ``axis``; return sums and the 1-D count per output index."""
+    n = a.shape[axis]
+    half = n // 2
+    even = np.take(a, np.arange(0, 2 * half, 2), axis=axis)
+    odd = np.take(a, np.arange(1, 2 * half, 2), axis=axis)
+    s = even + odd
+    count = np.full(math.ceil(n / 2), 2, dtype=np.int64)
+    if n % 2:
+        last = np.take(a, [n - 1], axis=axis)
+        s = np.concatenate([s, last], axis=axis)
+        count[-1] = 1
+    return s, count
+
+
+def downsample_mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
+    """Downsample ``block`` by 2 along the axes whose factor is 2 (others must be 1).
+
+    Parameters
+    ----------
+    block
+        Array of any dimensionality, any numeric dtype.
+    factors
+        One entry per axis, 1 or 2.
+
+    Returns
+    -------
+    numpy.ndarray
+        The downsampled block, same dtype as the input.
+    """
+    if len(factors) != block.ndim or any(f not in (1, 2) for f in factors):
+        raise ValueError(f"Expected factors of 1 or 2 per axis, got {factors} for a {block.ndim}-D block")
+    acc = block.astype(_accumulator(block.dtype), copy=False)
+    count: np.ndarray = np.ones((1,) * block.ndim, dtype=np.int64)
+    for axis, f in enumerate(factors):
+        if f == 1:
+            continue
+        acc, c = _pair_sum(acc, axis)
+        shape = [1] * block.ndim
+        shape[axis] = c.size
+        count = count * c.reshape(shape)
+    if block.dtype.kind in "ui":
+        c = count.astype(acc.dtype)
+        out = (acc + c // 2) // c
+    else:
+        out = acc / count
+    return out.astype(block.dtype, copy=False)
+
+
+def level_shapes(
+    shape_zyx: tuple[int, int, int],
+    chunk_zyx: tuple[int, int, int],
+    *,
+    downsample_z: bool,
+    max_levels: int | None,
+) -> list[tuple[int, int, int]]:
+    """Return the (z, y, x) shape of every pyramid level, level 0 first.
+
+    Levels are added until the image fits one chunk in y and x (and z when downsampling z).
+    """
+    shapes = [shape_zyx]
+    while max_levels is None or len(shapes) < max_levels:
+        z, y, x = shapes[-1]
+        fits = y <= chunk_zyx[1] and x <= chunk_zyx[2] and (not downsample_z or z <= chunk_zyx[0])
+        if fits:
+            break
+        nz = math.ceil(z / 2) if downsample_z else z
+        shapes.append((nz, math.ceil(y / 2), math.ceil(x / 2)))
+    return shapes

@@ -1,0 +1,425 @@
+"""Multiscale OME-Zarr writer: NGFF 0.5 (Zarr v3, sharded) and 0.4 (Zarr v2, ``/`` separator).
+
+Arrays are written with tensorstore (measured ~2x faster than zarr-python for Zarr v3 on this
+class of machine). Group metadata is JSON we write ourselves, atomically (temp file + rename).
+
+Completion protocol: :func:`prepare_output` writes the image group with only an
+``ngff_tiles: {"status": "incomplete"}`` record and no ``multiscales``; the arrays are filled; the
+full OME metadata and ``"status": "complete"`` are written by :func:`finalize_image` at the very end.
+A store interrupted midway is therefore visibly incomplete, to viewers and to us.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ngff_tiles.errors import NgffTilesError, OutputExistsError
+from ngff_tiles.options import WriterOptions
+
+__all__ = [
+    "AXES",
+    "PROVENANCE_KEY",
+    "LevelArray",
+    "build_multiscales",
+    "build_omero",
+    "codec_config",
+    "create_level_arrays",
+    "finalize_image",
+    "prepare_output",
+    "read_group_attributes",
+    "write_json_atomic",
+]
+
+PROVENANCE_KEY = "ngff_tiles"
+AXES: tuple[tuple[str, str, str | None], ...] = (
+    ("t", "time", None),
+    ("c", "channel", None),
+    ("z", "space", "micrometer"),
+    ("y", "space", "micrometer"),
+    ("x", "space", "micrometer"),
+)
+# Default codec levels, chosen from benchmarks/bench_compression.py (see README "Performance").
+DEFAULT_LEVELS = {"blosc-zstd": 3, "blosc-lz4": 5, "zstd": 3, "gzip": 5, "none": 0}
+
+
+def write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
+    """Write ``doc`` as JSON to ``path`` via a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise NgffTilesError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+
+
+def read_group_attributes(root: Path) -> dict[str, Any] | None:
+    """Return the attributes of the group at ``root`` (v3 or v2), or ``None`` if it is no group."""
+    try:
+        if (root / "zarr.json").is_file():
+            doc = json.loads((root / "zarr.json").read_text(encoding="utf-8"))
+            attrs = doc.get("attributes", {}) if doc.get("node_type") == "group" else None
+            return attrs if isinstance(attrs, dict) else None
+        if (root / ".zgroup").is_file():
+            za = root / ".zattrs"
+            attrs = json.loads(za.read_text(encoding="utf-8")) if za.is_file() else {}
+            return attrs if isinstance(attrs, dict) else None
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _write_group(root: Path, attrs: Mapping[str, Any], version: str) -> None:
+    if version == "0.5":
+        write_json_atomic(root / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs})
+    else:
+        write_json_atomic(root / ".zgroup", {"zarr_format": 2})
+        write_json_atomic(root / ".zattrs", attrs)
+
+
+def prepare_output(path: str | os.PathLike[str], options: WriterOptions, record: Mapping[str, Any]) -> Path:
+    """Check the output path, remove a previous output of ours if asked, and mark the new one incomplete.
+
+    An existing path is replaced only with ``overwrite=True`` and only when it is an empty directory
+    or a store that ngff-tiles wrote (it carries our provenance record); anything else is refused.
+    """
+    root = Path(path)
+    if root.exists() or root.is_symlink():
+        if not options.overwrite:
+            raise OutputExistsError(f"{root}: output exists; pass --overwrite to replace it")
+        if root.is_symlink() or not root.is_dir():
+            raise OutputExistsError(f"{root}: exists and is not a directory; refusing to replace it")
+        ours = read_group_attributes(root)
+        if any(root.iterdir()) and (ours is None or PROVENANCE_KEY not in ours):
+            raise OutputExistsError(
+                f"{root}: exists and was not written by ngff-tiles; refusing to delete it even with --overwrite"
+            )
+        shutil.rmtree(root)
+    try:
+        root.mkdir(parents=True)
+    except OSError as exc:
+        raise NgffTilesError(f"{root}: cannot create output: {exc.strerror or exc}") from exc
+    _write_group(root, {PROVENANCE_KEY: {**record, "status": "incomplete"}}, options.ngff_version)
+    return root
+
+
+def codec_config(compression: str, level: int | None, itemsize: int, zarr_format: int) -> Any:
+    """Return the v3 codec (dict or None) or v2 compressor (dict or None) for ``compression``."""
+    if compression not in DEFAULT_LEVELS:
+        raise ValueError(f"Expected a compression in {sorted(DEFAULT_LEVELS)}, got {compression!r} instead")
+    lvl = DEFAULT_LEVELS[compression] if level is None else int(level)
+    if compression == "none":
+        return None
+    if compression.startswith("blosc-"):
+        cname = compression.split("-", 1)[1]
+        if zarr_format == 3:
+            return {
+                "name": "blosc",
+                "configuration": {
+                    "cname": cname,
+                    "clevel": lvl,
+                    "shuffle": "shuffle",
+                    "typesize": itemsize,
+                    "blocksize": 0,
+                },
+            }
+        return {"id": "blosc", "cname": cname, "clevel": lvl, "shuffle": 1, "blocksize": 0}
+    if compression == "zstd":
+        if zarr_format == 3:
+            return {"name": "zstd", "configuration": {"level": lvl, "checksum": False}}
+        return {"id": "zstd", "level": lvl}
+    if zarr_format == 3:
+        return {"name": "gzip", "configuration": {"level": lvl}}
+    return {"id": "gzip", "level": lvl}
+
+
+_CONTEXTS: dict[int, Any] = {}
+_OPEN: dict[str, Any] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _context(threads: int) -> Any:
+    import tensorstore as ts
+
+    with _OPEN_LOCK:
+        if threads not in _CONTEXTS:
+            _CONTEXTS[threads] = ts.Context(
+                {
+                    "data_copy_concurrency": {"limit": threads},
+                    "file_io_concurrency": {"limit": max(4, 2 * threads)},
+                }
+            )
+        return _CONTEXTS[threads]
+
+
+@dataclass(frozen=True, slots=True)
+class LevelArray:
+    """A picklable handle on one pyramid level; opens (and caches) the tensorstore per process.
+
+    Attributes
+    ----------
+    spec
+        The tensorstore spec (JSON) that opens the existing array.
+    shape
+        (t, c, z, y, x) shape.
+    block
+        (z, y, x) block (shard) shape one write task owns.
+    threads
+        Concurrency for tensorstore's codec and I/O threads in this process.
+    """
+
+    spec_json: str
+    shape: tuple[int, int, int, int, int]
+    block: tuple[int, int, int]
+    threads: int
+
+    def store(self) -> Any:
+        """Return the opened tensorstore, opening it once per process."""
+        ts_obj = _OPEN.get(self.spec_json)
+        if ts_obj is None:
+            import tensorstore as ts
+
+            ts_obj = ts.open(json.loads(self.spec_json), context=_context(self.threads), open=True).result()
+            with _OPEN_LOCK:
+                _OPEN[self.spec_json] = ts_obj
+        return ts_obj
+
+    def write(self, t: int, c: int, start: Sequence[int], block: np.ndarray) -> None:
+        """Write the (z, y, x) ``block`` at ``start`` for time ``t`` and channel ``c``."""
+        z0, y0, x0 = start
+        z1, y1, x1 = z0 + block.shape[0], y0 + block.shape[1], x0 + block.shape[2]
+        try:
+            self.store()[t, c, z0:z1, y0:y1, x0:x1].write(block).result()
+        except Exception as exc:  # tensorstore raises ValueError/OSError-like errors with its own text
+            path = json.loads(self.spec_json)["kvstore"]["path"]
+            raise NgffTilesError(f"{path}: writing block at {tuple(start)} failed: {exc}") from exc
+
+    def read(self, t: int, c: int, start: Sequence[int], stop: Sequence[int]) -> np.ndarray:
+        """Read back the (z, y, x) box ``[start, stop)`` for time ``t`` and channel ``c``."""
+        z0, y0, x0 = start
+        z1, y1, x1 = stop
+        return np.asarray(self.store()[t, c, z0:z1, y0:y1, x0:x1].read().result())
+
+
+def create_level_arrays(
+    root: Path,
+    level_shapes: Sequence[tuple[int, int, int]],
+    tc: tuple[int, int],
+    dtype: np.dtype,  # type: ignore[type-arg]
+    options: WriterOptions,
+    threads: int,
+) -> list[LevelArray]:
+    """Create one array per pyramid level under ``root`` (paths ``"0"``, ``"1"``, ...)."""
+    import tensorstore as ts
+
+    dtype = np.dtype(dtype)
+    chunks = tuple(int(c) for c in options.chunks)
+    shards = tuple(int(s) for s in options.shards)
+    if any(s % c for s, c in zip(shards, chunks, strict=True)):
+        raise ValueError(f"Expected shards {shards} to be a multiple of chunks {chunks}")
+    if any(v % 2 for v in shards[1:]):
+        raise ValueError(f"Expected even shard (block) sizes in y and x, got {shards}")
+    zarr_format = 3 if options.ngff_version == "0.5" else 2
+    codec = codec_config(options.compression, options.compression_level, dtype.itemsize, zarr_format)
+    levels = []
+    for k, (z, y, x) in enumerate(level_shapes):
+        shape = (tc[0], tc[1], z, y, x)
+        path = str(root / str(k))
+        if zarr_format == 3:
+            inner = [{"name": "bytes", "configuration": {"endian": "little"}}]
+            if codec is not None:
+                inner.append(codec)
+            if shards == chunks:
+                codecs = inner
+            else:
+                codecs = [
+                    {
+                        "name": "sharding_indexed",
+                        "configuration": {
+                            "chunk_shape": [1, 1, *chunks],
+                            "codecs": inner,
+                            "index_codecs": [
+                                {"name": "bytes", "configuration": {"endian": "little"}},
+                                {"name": "crc32c"},
+                            ],
+                            "index_location": "end",
+                        },
+                    }
+                ]
+            spec: dict[str, Any] = {
+                "driver": "zarr3",
+                "kvstore": {"driver": "file", "path": path},
+                "metadata": {
+                    "shape": list(shape),
+                    "data_type": dtype.name,
+                    "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [1, 1, *shards]}},
+                    "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                    "fill_value": 0,
+                    "codecs": codecs,
+                    "dimension_names": [a[0] for a in AXES],
+                },
+            }
+        else:
+            spec = {
+                "driver": "zarr",
+                "kvstore": {"driver": "file", "path": path},
+                "metadata": {
+                    "zarr_format": 2,
+                    "shape": list(shape),
+                    "chunks": [1, 1, *chunks],
+                    "dtype": dtype.str,
+                    "compressor": codec,
+                    "filters": None,
+                    "fill_value": 0,
+                    "order": "C",
+                    "dimension_separator": "/",
+                },
+            }
+        try:
+            ts.open(spec, create=True, context=_context(threads)).result()
+        except Exception as exc:
+            raise NgffTilesError(f"{path}: cannot create array: {exc}") from exc
+        open_spec = {k2: v for k2, v in spec.items() if k2 != "metadata"}
+        levels.append(LevelArray(json.dumps(open_spec, sort_keys=True), shape, (shards[0], shards[1], shards[2]), threads))
+    return levels
+
+
+def build_multiscales(
+    *,
+    name: str,
+    n_levels: int,
+    pixel_size_um: Sequence[float],
+    origin_um: Sequence[float],
+    factors: Sequence[tuple[int, int, int]],
+    version: str,
+) -> dict[str, Any]:
+    """Return one ``multiscales`` entry (t, c, z, y, x axes, a scale and translation per level).
+
+    ``factors[k]`` is the cumulative (z, y, x) downsampling of level ``k``. Translations follow the
+    pixel-centre rule for averaging: level k is shifted by ``(f - 1) / 2`` level-0 pixels.
+    """
+    datasets = []
+    for k in range(n_levels):
+        f = factors[k]
+        scale = [1.0, 1.0] + [float(pixel_size_um[i]) * f[i] for i in range(3)]
+        trans = [0.0, 0.0] + [float(origin_um[i]) + (f[i] - 1) / 2 * float(pixel_size_um[i]) for i in range(3)]
+        datasets.append(
+            {
+                "path": str(k),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": scale},
+                    {"type": "translation", "translation": trans},
+                ],
+            }
+        )
+    axes = []
+    for n, kind, unit in AXES:
+        ax: dict[str, Any] = {"name": n, "type": kind}
+        if unit:
+            ax["unit"] = unit
+        axes.append(ax)
+    ms: dict[str, Any] = {
+        "name": name,
+        "axes": axes,
+        "datasets": datasets,
+        "type": "mean",
+        "metadata": {"method": "ngff_tiles.fusion.pyramid.downsample_mean", "description": "2x mean, odd edges exact"},
+    }
+    if version == "0.4":
+        ms = {"version": "0.4", **ms}
+    return ms
+
+
+_NAMED_COLOURS = (
+    (("dapi", "hoechst", "405", "blue"), "0000FF"),
+    (("gfp", "fitc", "488", "alexa488", "green", "yfp"), "00FF00"),
+    (("cy3", "tritc", "rhod", "561", "mcherry", "rfp", "red", "546", "555", "568"), "FF0000"),
+    (("cy5", "640", "647", "far", "633"), "FF00FF"),
+)
+_PALETTE = ("00FF00", "FF00FF", "00FFFF", "FFFF00", "FF0000", "0000FF")
+
+
+def _colour(name: str, index: int, n: int) -> str:
+    if n == 1:
+        return "FFFFFF"
+    low = name.lower()
+    for keys, colour in _NAMED_COLOURS:
+        if any(k in low for k in keys):
+            return colour
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def build_omero(
+    channels: Sequence[str],
+    dtype: np.dtype,  # type: ignore[type-arg]
+    windows: Sequence[tuple[float, float]],
+    version: str,
+    name: str,
+) -> dict[str, Any]:
+    """Return the ``omero`` block: channel labels, colours, and windows from data percentiles."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        lo, hi = float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)
+    else:
+        lo = min((w[0] for w in windows), default=0.0)
+        hi = max((w[1] for w in windows), default=1.0)
+    out: dict[str, Any] = {
+        "name": name,
+        "channels": [
+            {
+                "label": ch,
+                "color": _colour(ch, i, len(channels)),
+                "active": True,
+                "coefficient": 1.0,
+                "family": "linear",
+                "inverted": False,
+                "window": {"min": lo, "max": hi, "start": float(w[0]), "end": float(w[1])},
+            }
+            for i, (ch, w) in enumerate(zip(channels, windows, strict=True))
+        ],
+        "rdefs": {"model": "color" if len(channels) > 1 else "greyscale", "defaultT": 0, "defaultZ": 0},
+    }
+    if version == "0.4":
+        out = {"version": "0.4", **out}
+    return out
+
+
+def finalize_image(
+    root: Path,
+    *,
+    multiscales: Mapping[str, Any],
+    omero: Mapping[str, Any],
+    record: Mapping[str, Any],
+    version: str,
+) -> None:
+    """Write the image group's complete metadata: the last write of a conversion."""
+    prov = {**record, "status": "complete"}
+    if version == "0.5":
+        attrs: dict[str, Any] = {"ome": {"version": "0.5", "multiscales": [dict(multiscales)], "omero": dict(omero)}}
+    else:
+        attrs = {"multiscales": [dict(multiscales)], "omero": dict(omero)}
+    attrs[PROVENANCE_KEY] = prov
+    _write_group(root, attrs, version)
+
+
+def percentile_window(block: np.ndarray, fill: float = 0) -> tuple[float, float]:
+    """Return the (0.1, 99.9) percentiles of ``block`` ignoring fill-valued (uncovered) pixels."""
+    data = block[block != fill]
+    if data.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(data, [0.1, 99.9])
+    if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
+        hi = lo + 1
+    return (float(lo), float(hi))
