@@ -83,7 +83,9 @@ def _add_reader_args(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     from ngff_tiles import __version__
-    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS
+    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS, WriterOptions
+
+    wdef = WriterOptions()
 
     top = argparse.ArgumentParser(
         prog="ngff-tiles",
@@ -115,8 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--flat", metavar="FILE", help="flat-field image (TIFF/.npy), normalised to mean 1")
     g = c.add_argument_group("output")
     g.add_argument("--ngff-version", choices=("0.5", "0.4"), default="0.5", help="0.5 = Zarr v3 + shards (default)")
-    g.add_argument("--chunks", type=_triple, default=(1, 1024, 1024), metavar="[Z,]Y,X", help="chunk shape")
-    g.add_argument("--shards", type=_triple, default=(1, 4096, 4096), metavar="[Z,]Y,X", help="shard/block shape")
+    g.add_argument("--chunks", type=_triple, default=wdef.chunks, metavar="[Z,]Y,X", help="chunk shape (default %(default)s)")
+    g.add_argument("--shards", type=_triple, default=wdef.shards, metavar="[Z,]Y,X", help="shard (0.5) / task block shape (default %(default)s)")
     g.add_argument("--compression", choices=COMPRESSIONS, default="blosc-zstd", help="codec (default blosc-zstd)")
     g.add_argument("--compression-level", type=int, metavar="N", help="codec level")
     g.add_argument("--downsample-z", action="store_true", help="halve z too at each pyramid level")

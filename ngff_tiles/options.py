@@ -126,8 +126,8 @@ class WriterOptions:
     """
 
     ngff_version: Literal["0.4", "0.5"] = "0.5"
-    chunks: tuple[int, int, int] = (1, 1024, 1024)
-    shards: tuple[int, int, int] = (1, 4096, 4096)
+    chunks: tuple[int, int, int] = (1, 512, 512)
+    shards: tuple[int, int, int] = (1, 2048, 2048)
     compression: Compression = "blosc-zstd"
     compression_level: int | None = None
     overwrite: bool = False

@@ -1,0 +1,140 @@
+"""End to end through independent readers (zarr, ome-zarr-py, ome-zarr-models), schemas and safety."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+import zarr
+from conftest import grid_tiles
+
+from ngff_tiles.convert import convert
+from ngff_tiles.errors import OutputExistsError, SourceError
+from ngff_tiles.options import ExecutionOptions, WriterOptions
+from ngff_tiles.tiles import FrameSource, Region, Tile
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ExecutionOptions(progress=False)
+SMALL = {"chunks": (1, 64, 64), "shards": (1, 128, 128)}
+
+
+def truth(shape=(1, 300, 420)) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    return rng.integers(100, 50000, size=shape, dtype=np.uint16)
+
+
+def attrs_of(path: Path, version: str) -> dict:
+    if version == "0.5":
+        return json.loads((path / "zarr.json").read_text())["attributes"]
+    return json.loads((path / ".zattrs").read_text())
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_readback_through_independent_readers(tmp_path: Path, version: str) -> None:
+    gt = truth()
+    tiles = grid_tiles(gt, (2, 3), 160, 130, channels=("DAPI", "GFP"))
+    out = tmp_path / "img.ome.zarr"
+    res = convert(tiles, out, writer=WriterOptions(ngff_version=version, **SMALL), execution=QUIET)
+    assert res.level_shapes[0] == (1, 2, 1, 290, 420)
+    expect = np.stack([gt[:, :290, :420], gt[:, :290, :420] + 1])  # exact tiles: blending reproduces them
+
+    group = zarr.open_group(str(out), mode="r")
+    np.testing.assert_array_equal(group["0"][0], expect)
+
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    node = next(iter(Reader(parse_url(str(out)))()))
+    np.testing.assert_array_equal(np.asarray(node.data[0][0]), expect)
+    assert node.metadata["channel_names"] == ["DAPI", "GFP"]
+    assert len(node.data) == len(res.level_shapes)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if version == "0.5":
+            from ome_zarr_models.v05.image import Image as Image05
+
+            Image05.from_zarr(group)
+        else:
+            from ome_zarr_models.v04.image import Image as Image04
+
+            Image04.from_zarr(group)
+
+    attrs = attrs_of(out, version)
+    ms = (attrs["ome"] if version == "0.5" else attrs)["multiscales"][0]
+    t0 = ms["datasets"][0]["coordinateTransformations"]
+    assert t0[0] == {"type": "scale", "scale": [1.0, 1.0, 1.0, 0.5, 0.5]}
+    assert t0[1] == {"type": "translation", "translation": [0.0, 0.0, 0.0, 100.0, -20.0]}
+    t1 = ms["datasets"][1]["coordinateTransformations"]
+    assert t1[1]["translation"][3:] == [100.25, -19.75]  # pixel-centre shift of a 2x mean
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_output_passes_official_schemas_and_our_validator(tmp_path: Path, version: str) -> None:
+    from ngff_tiles.metadata.validate import validate_attributes, validate_store
+
+    out = tmp_path / "img.ome.zarr"
+    convert(grid_tiles(truth(), (2, 2), 160, 130), out, writer=WriterOptions(ngff_version=version, **SMALL),
+            execution=QUIET)
+    for strict in (False, True):
+        problems = validate_attributes(attrs_of(out, version), "image", version, strict=strict)
+        assert [p for p in problems if p.severity == "error"] == []
+        assert [p for p in validate_store(out, strict=strict) if p.severity == "error"] == []
+
+
+def test_provenance_record_matches_its_schema(tmp_path: Path) -> None:
+    schema = json.loads((ROOT / "schemas" / "provenance.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for kind, ok in (("valid", True), ("invalid", False)):
+        for example in sorted((ROOT / "schemas" / "examples" / "provenance" / kind).glob("*.json")):
+            assert validator.is_valid(json.loads(example.read_text())) is ok, example.name
+    out = tmp_path / "img.ome.zarr"
+    tiles = grid_tiles(truth(), (2, 2), 160, 130)
+    convert(tiles, out, writer=WriterOptions(**SMALL), execution=QUIET)
+    record = attrs_of(out, "0.5")["ngff_tiles"]
+    validator.validate(record)
+    assert record["status"] == "complete"
+    assert [t["offset_px"] for t in record["tiles"]] == [[0, 0, 0], [0, 0, 130], [0, 130, 0], [0, 130, 130]]
+
+
+def test_existing_output_is_refused_and_foreign_folders_never_deleted(tmp_path: Path) -> None:
+    tiles = grid_tiles(truth(), (1, 2), 160, 130)
+    out = tmp_path / "img.ome.zarr"
+    convert(tiles, out, writer=WriterOptions(**SMALL), execution=QUIET)
+    before = (out / "zarr.json").read_bytes()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        convert(tiles, out, writer=WriterOptions(**SMALL), execution=QUIET)
+    assert (out / "zarr.json").read_bytes() == before
+    convert(tiles, out, writer=WriterOptions(overwrite=True, **SMALL), execution=QUIET)  # ours: replaced
+
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "thesis.txt").write_text("do not delete")
+    with pytest.raises(OutputExistsError, match="not written by ngff-tiles"):
+        convert(tiles, foreign, writer=WriterOptions(overwrite=True, **SMALL), execution=QUIET)
+    assert (foreign / "thesis.txt").read_text() == "do not delete"
+
+
+class _Exploding(FrameSource):
+    @property
+    def path(self) -> str:
+        return "/data/broken.tif"
+
+    def _read(self, region: Region) -> np.ndarray:
+        raise SourceError("/data/broken.tif: truncated at offset 1234")
+
+
+def test_failure_midway_leaves_store_marked_incomplete(tmp_path: Path) -> None:
+    tiles = grid_tiles(truth(), (1, 2), 160, 130)
+    bad = Tile(tile_id=99, source=_Exploding(), shape=(1, 160, 160), dtype=np.uint16,
+               position_um=(0, 100, 40), pixel_size_um=(1, 0.5, 0.5))
+    out = tmp_path / "img.ome.zarr"
+    with pytest.raises(SourceError, match="broken.tif"):
+        convert([*tiles, bad], out, writer=WriterOptions(**SMALL), execution=QUIET)
+    attrs = attrs_of(out, "0.5")
+    assert attrs["ngff_tiles"]["status"] == "incomplete"
+    assert "ome" not in attrs  # no multiscales: viewers and validators see an incomplete store

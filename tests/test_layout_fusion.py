@@ -1,0 +1,120 @@
+"""Layout (µm -> pixels, orientation) and the fusion kernel's blend modes, on exact synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ngff_tiles.errors import LayoutError, MetadataError
+from ngff_tiles.fusion.blend import weight_2d
+from ngff_tiles.fusion.kernel import BlockTile, fuse_block, make_corrections
+from ngff_tiles.layout.place import place_tiles
+from ngff_tiles.options import FusionOptions, LayoutOptions
+from ngff_tiles.tiles import ArraySource, Tile
+
+
+def make_tile(i: int, data: np.ndarray, pos_yx: tuple[float, float], px: float = 0.5, channel: str = "0") -> Tile:
+    data = data if data.ndim == 3 else data[None]
+    return Tile(
+        tile_id=i,
+        source=ArraySource(data),
+        shape=data.shape,
+        dtype=data.dtype,
+        position_um=(0.0, pos_yx[0], pos_yx[1]),
+        pixel_size_um=(1.0, px, px),
+        channel=channel,
+    )
+
+
+def test_positions_become_pixel_offsets_and_origin() -> None:
+    a = np.zeros((10, 20), np.uint16)
+    tiles = [make_tile(0, a, (100.0, -50.0)), make_tile(1, a, (102.6, -45.1))]
+    lay = place_tiles(tiles)
+    assert lay.origin_um == (0.0, 100.0, -50.0)
+    # (102.6-100)/0.5 = 5.2 -> 5 ; (-45.1+50)/0.5 = 9.8 -> 10 (rounded to nearest pixel)
+    assert [p.offset_px for p in lay.tiles] == [(0, 0, 0), (0, 5, 10)]
+    assert lay.shape == (1, 1, 1, 15, 30)
+
+
+def test_flip_and_swap_act_on_tile_centres() -> None:
+    a = np.zeros((10, 20), np.uint16)  # extent 5 µm (y) × 10 µm (x)
+    tiles = [make_tile(0, a, (0.0, 0.0)), make_tile(1, a, (0.0, 10.0))]
+    flipped = place_tiles(tiles, LayoutOptions(flip_x=True))
+    # mirrored: tile 1 (stage x larger) now lies left of tile 0
+    assert [p.offset_px for p in flipped.tiles] == [(0, 0, 20), (0, 0, 0)]
+    swapped = place_tiles(tiles, LayoutOptions(swap_xy=True))
+    # centres (y, x): (2.5, 5) and (2.5, 15) -> swapped (5, 2.5), (15, 2.5): tile 1 goes below
+    assert [p.offset_px[1] for p in swapped.tiles] == [0, 20]
+    assert swapped.tiles[0].offset_px[2] == swapped.tiles[1].offset_px[2]
+
+
+def test_mixed_pixel_sizes_and_dtypes_are_refused() -> None:
+    a = np.zeros((4, 4), np.uint16)
+    with pytest.raises(MetadataError, match="pixel size"):
+        place_tiles([make_tile(0, a, (0, 0), px=0.5), make_tile(1, a, (0, 0), px=0.6)])
+    with pytest.raises(MetadataError, match="dtypes"):
+        place_tiles([make_tile(0, a, (0, 0)), make_tile(1, a.astype(np.uint8), (0, 0))])
+    with pytest.raises(LayoutError, match="no tiles"):
+        place_tiles([])
+
+
+def test_absurd_extent_is_a_layout_error() -> None:
+    a = np.zeros((4, 4), np.uint16)
+    with pytest.raises(LayoutError, match="positions are probably not in µm"):
+        place_tiles([make_tile(0, a, (0, 0), px=1e-4), make_tile(1, a, (1e6, 1e6), px=1e-4)])
+
+
+def _fuse(tiles: list[tuple[np.ndarray, tuple[int, int]]], mode: str, shape=(1, 6, 10), **kw) -> np.ndarray:
+    bts = [BlockTile(make_tile(i, d, (0, 0)), (0, *off)) for i, (d, off) in enumerate(tiles)]
+    corr = make_corrections(FusionOptions(blend=mode, **kw), ["0"], [d.shape for d, _ in tiles])
+    out = fuse_block(bts, (0, 0, 0), shape, np.dtype(np.uint16), corr)
+    assert out is not None
+    return out[0]
+
+
+def test_blend_modes_on_two_constant_tiles() -> None:
+    a = np.full((6, 6), 100, np.uint16)
+    b = np.full((6, 6), 200, np.uint16)
+    pair = [(a, (0, 0)), (b, (0, 4))]  # overlap in x = columns 4, 5; output 6×10
+    assert np.all(_fuse(pair, "mean")[:, 4:6] == 150)
+    assert np.all(_fuse(pair, "max")[:, 4:6] == 200)
+    assert np.all(_fuse(pair, "first")[:, 4:6] == 100)
+    assert np.all(_fuse(pair, "last")[:, 4:6] == 200)
+    for mode in ("linear", "cosine"):
+        out = _fuse(pair, mode)
+        assert np.all(out[:, :4] == 100) and np.all(out[:, 6:] == 200)
+        # inside the overlap the weight moves towards the tile whose centre is closer
+        assert np.all((out[:, 4] > 100) & (out[:, 4] < out[:, 5]) & (out[:, 5] < 200))
+
+
+def test_uncovered_pixels_are_fill_and_empty_blocks_are_none() -> None:
+    a = np.full((2, 2), 7, np.uint16)
+    out = _fuse([(a, (0, 0))], "linear", shape=(1, 3, 3))
+    np.testing.assert_array_equal(out, [[7, 7, 0], [7, 7, 0], [0, 0, 0]])
+    corr = make_corrections(FusionOptions(), ["0"], [(2, 2)])
+    far = BlockTile(make_tile(0, a, (0, 0)), (0, 10, 10))
+    assert fuse_block([far], (0, 0, 0), (1, 3, 3), np.dtype(np.uint16), corr) is None
+
+
+def test_dark_and_flat_are_corrected_and_output_is_rounded_and_clipped() -> None:
+    flat = np.array([[0.5, 1.0], [1.5, 1.0]])  # mean 1
+    truth = 1000.0
+    raw = (truth * flat + 100).astype(np.uint16)
+    out = _fuse([(raw, (0, 0))], "linear", shape=(1, 2, 2), dark=100.0, flat=flat)
+    np.testing.assert_array_equal(out, np.full((2, 2), 1000))
+    dark_img = np.full((2, 2), 150.0)
+    below = np.full((2, 2), 100, np.uint16)
+    assert np.all(_fuse([(below, (0, 0))], "mean", shape=(1, 2, 2), dark=dark_img) == 0)  # clipped, not wrapped
+    with pytest.raises(MetadataError, match="flat"):
+        make_corrections(FusionOptions(flat=np.zeros((2, 2))), ["0"], [(2, 2)])
+    with pytest.raises(MetadataError, match="does not match"):
+        make_corrections(FusionOptions(dark=np.zeros((3, 3))), ["0"], [(2, 2)])
+
+
+def test_weights_positive_and_symmetric() -> None:
+    for mode in ("linear", "cosine", "mean"):
+        w = weight_2d((7, 12), mode, None)
+        assert w.min() > 0 and w.dtype == np.float32
+        np.testing.assert_allclose(w, w[::-1, ::-1])
+    w = weight_2d((100, 100), "linear", 10.0)
+    assert w[50, 50] == 1.0 and w[0, 50] < 0.1
