@@ -1,0 +1,1 @@
+"""Block-wise fusion: blending weights, the fusion kernel, the pyramid."""

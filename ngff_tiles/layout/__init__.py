@@ -1,0 +1,1 @@
+"""Placement of tiles: µm to output pixels, orientation."""

@@ -1,0 +1,1 @@
+"""Writers: multiscale OME-Zarr."""
