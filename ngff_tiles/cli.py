@@ -37,7 +37,9 @@ def _triple(text: str) -> tuple[int, int, int]:
     try:
         parts = [int(p) for p in text.replace("x", ",").split(",") if p.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers like 1024,1024 or 1,1024,1024, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected integers like 1024,1024 or 1,1024,1024, got {text!r}"
+        ) from None
     if len(parts) == 2:
         parts = [1, *parts]
     if len(parts) != 3 or min(parts) < 1:
@@ -104,22 +106,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("inputs", nargs="+", metavar="INPUT", help="tiles: a file, folder or tile table")
     c.add_argument("-o", "--output", required=True, help="output store, e.g. out.ome.zarr")
-    c.add_argument("--overwrite", action="store_true", help="replace an existing output written by ngff-tiles")
+    c.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output written by ngff-tiles"
+    )
     _add_reader_args(c)
     g = c.add_argument_group("layout")
     g.add_argument("--flip-x", action="store_true", help="stage x runs against camera x")
     g.add_argument("--flip-y", action="store_true", help="stage y runs against camera y")
     g.add_argument("--swap-xy", action="store_true", help="stage x is camera y (applied before flips)")
     g = c.add_argument_group("fusion")
-    g.add_argument("--blend", choices=BLEND_MODES, default="linear", help="blending of overlaps (default linear)")
-    g.add_argument("--blend-width", type=float, metavar="PX", help="ramp length in pixels (default: half tile)")
+    g.add_argument(
+        "--blend", choices=BLEND_MODES, default="linear", help="blending of overlaps (default linear)"
+    )
+    g.add_argument(
+        "--blend-width", type=float, metavar="PX", help="ramp length in pixels (default: half tile)"
+    )
     g.add_argument("--dark", metavar="VALUE|FILE", help="dark level: a number or an image (TIFF/.npy)")
     g.add_argument("--flat", metavar="FILE", help="flat-field image (TIFF/.npy), normalised to mean 1")
     g = c.add_argument_group("output")
-    g.add_argument("--ngff-version", choices=("0.5", "0.4"), default="0.5", help="0.5 = Zarr v3 + shards (default)")
-    g.add_argument("--chunks", type=_triple, default=wdef.chunks, metavar="[Z,]Y,X", help="chunk shape (default %(default)s)")
-    g.add_argument("--shards", type=_triple, default=wdef.shards, metavar="[Z,]Y,X", help="shard (0.5) / task block shape (default %(default)s)")
-    g.add_argument("--compression", choices=COMPRESSIONS, default="blosc-zstd", help="codec (default blosc-zstd)")
+    g.add_argument(
+        "--ngff-version", choices=("0.5", "0.4"), default="0.5", help="0.5 = Zarr v3 + shards (default)"
+    )
+    g.add_argument(
+        "--chunks",
+        type=_triple,
+        default=wdef.chunks,
+        metavar="[Z,]Y,X",
+        help="chunk shape (default %(default)s)",
+    )
+    g.add_argument(
+        "--shards",
+        type=_triple,
+        default=wdef.shards,
+        metavar="[Z,]Y,X",
+        help="shard (0.5) / task block shape (default %(default)s)",
+    )
+    g.add_argument(
+        "--compression", choices=COMPRESSIONS, default="blosc-zstd", help="codec (default blosc-zstd)"
+    )
     g.add_argument("--compression-level", type=int, metavar="N", help="codec level")
     g.add_argument("--downsample-z", action="store_true", help="halve z too at each pyramid level")
     g.add_argument("--max-levels", type=int, metavar="N", help="at most N pyramid levels")
@@ -161,7 +185,13 @@ def _reader_options(args: argparse.Namespace) -> Any:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from ngff_tiles.convert import convert
-    from ngff_tiles.options import ExecutionOptions, FusionOptions, LayoutOptions, PyramidOptions, WriterOptions
+    from ngff_tiles.options import (
+        ExecutionOptions,
+        FusionOptions,
+        LayoutOptions,
+        PyramidOptions,
+        WriterOptions,
+    )
 
     fusion = FusionOptions(
         blend=args.blend,
@@ -227,15 +257,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
         rd = get_reader(args.reader) if args.reader else guess_reader(path)
         tiles = rd.tiles(path, opts)
         print(f"{path}: reader {rd.name}, {len(tiles)} tile(s)")
-        print(f"{'id':>5} {'name':<24} {'channel':<12} {'t':>3} {'shape (z,y,x)':<18} {'dtype':<8} "
-              f"{'pixel (z,y,x) µm':<24} {'position (z,y,x) µm'}")
+        print(
+            f"{'id':>5} {'name':<24} {'channel':<12} {'t':>3} {'shape (z,y,x)':<18} {'dtype':<8} "
+            f"{'pixel (z,y,x) µm':<24} {'position (z,y,x) µm'}"
+        )
         for t in tiles:
             shape = "×".join(str(s) for s in t.shape)
             px = ", ".join(f"{v:g}" for v in t.pixel_size_um)
             pos = ", ".join(f"{v:.3f}" for v in t.position_um)
             well = f" well {t.well}/{t.field_index}" if t.well else ""
-            print(f"{t.tile_id:>5} {t.name[:24]:<24} {t.channel[:12]:<12} {t.time_index:>3} {shape:<18} "
-                  f"{t.dtype!s:<8} {px:<24} {pos}{well}")
+            print(
+                f"{t.tile_id:>5} {t.name[:24]:<24} {t.channel[:12]:<12} {t.time_index:>3} {shape:<18} "
+                f"{t.dtype!s:<8} {px:<24} {pos}{well}"
+            )
     return 0
 
 
@@ -269,8 +303,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     tiles_dir.mkdir(parents=True, exist_ok=True)
     write_dataset(demo_spec(), tiles_dir)
     argv = [
-        "convert", str(tiles_dir), "-o", str(out),
-        "--dark", str(tiles_dir / "dark.tif"), "--flat", str(tiles_dir / "flat.tif"),
+        "convert",
+        str(tiles_dir),
+        "-o",
+        str(out),
+        "--dark",
+        str(tiles_dir / "dark.tif"),
+        "--flat",
+        str(tiles_dir / "flat.tif"),
     ]
     if args.overwrite:
         argv.append("--overwrite")
@@ -281,12 +321,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"\nOutput: {out.resolve()}")
         print(f"  check it:     ngff-tiles validate {out}")
         print(f"  napari:       napari --plugin napari-ome-zarr {out}")
-        print("  Neuroglancer: serve the folder with CORS + Range and open zarr3://http://HOST:PORT/demo.ome.zarr")
+        print(
+            "  Neuroglancer: serve the folder with CORS + Range and open zarr3://http://HOST:PORT/demo.ome.zarr"
+        )
     return code
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
-    level = logging.ERROR if args.quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    level = (
+        logging.ERROR if args.quiet else [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ngff-tiles: %(message)s"))
     log.handlers[:] = [handler]
@@ -319,8 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        print(f"ngff-tiles: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
-              "(rerun with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"ngff-tiles: internal error: {type(exc).__name__}: {' '.join(str(exc).split())} "
+            "(rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 3
 
 

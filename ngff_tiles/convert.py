@@ -93,7 +93,7 @@ def _fuse_task(
     start: tuple[int, int, int],
     stop: tuple[int, int, int],
     tiles: Sequence[BlockTile],
-    dtype: np.dtype,  # type: ignore[type-arg]
+    dtype: np.dtype,
     corrections: Corrections,
     next_factors: tuple[int, int, int] | None,
 ) -> np.ndarray | None:
@@ -111,7 +111,7 @@ def _gather_task(
     start: tuple[int, int, int],
     stop: tuple[int, int, int],
     child_offsets: Sequence[tuple[int, int, int]],
-    dtype: np.dtype,  # type: ignore[type-arg]
+    dtype: np.dtype,
     next_factors: tuple[int, int, int] | None,
     *children: np.ndarray | None,
 ) -> np.ndarray | None:
@@ -120,12 +120,16 @@ def _gather_task(
     block = np.zeros(tuple(b - a for a, b in zip(start, stop, strict=True)), dtype=dtype)
     for off, ch in zip(child_offsets, children, strict=True):
         if ch is not None:
-            block[off[0] : off[0] + ch.shape[0], off[1] : off[1] + ch.shape[1], off[2] : off[2] + ch.shape[2]] = ch
+            block[
+                off[0] : off[0] + ch.shape[0], off[1] : off[1] + ch.shape[1], off[2] : off[2] + ch.shape[2]
+            ] = ch
     array.write(t, c, start, block)
     return block if next_factors is None else downsample_mean(block, next_factors)
 
 
-def _windows_task(n_channels: int, channel_of: Sequence[int], *blocks: np.ndarray | None) -> list[tuple[float, float]]:
+def _windows_task(
+    n_channels: int, channel_of: Sequence[int], *blocks: np.ndarray | None
+) -> list[tuple[float, float]]:
     per: dict[int, list[np.ndarray]] = defaultdict(list)
     for c, b in zip(channel_of, blocks, strict=True):
         if b is not None:
@@ -190,14 +194,18 @@ def plan(
         start, stop = bounds(0, (bz, by, bx))
         name = f"L0-t{t}-c{c}-{bz}-{by}-{bx}"
         graph[name] = (
-            functools.partial(_fuse_task, arrays[0], t, c, start, stop, tuple(tiles), dtype, corrections, nxt),
+            functools.partial(
+                _fuse_task, arrays[0], t, c, start, stop, tuple(tiles), dtype, corrections, nxt
+            ),
         )
         level0[key5] = name
     keys_by_level.append(level0)
 
     for k in range(1, n_levels):
         below = keys_by_level[-1]
-        parents: dict[tuple[int, int, int, int, int], list[tuple[tuple[int, int, int], str]]] = defaultdict(list)
+        parents: dict[tuple[int, int, int, int, int], list[tuple[tuple[int, int, int], str]]] = defaultdict(
+            list
+        )
         for (t, c, bz, by, bx), name in below.items():
             pkey = (t, c, bz // step[0], by // 2, bx // 2)
             off = ((bz % step[0]) * block[0] // step[0], (by % 2) * block[1] // 2, (bx % 2) * block[2] // 2)
@@ -243,13 +251,13 @@ def _run_local(graph: Mapping[str, Any], key: str, workers: int, progress: bool,
 
     bar = tqdm(total=n, unit="block", desc="fusing", dynamic_ncols=True, leave=True)
 
-    class _Bar(Callback):  # type: ignore[misc]
+    class _Bar(Callback):
         def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
             if key != "windows":
                 bar.update(1)
 
     try:
-        with _Bar():
+        with _Bar():  # type: ignore[no-untyped-call]
             return dask.threaded.get(dict(graph), key, num_workers=workers)
     finally:
         bar.close()
@@ -338,7 +346,7 @@ def convert(
     writer_opts = writer or WriterOptions()
     exec_opts = execution or ExecutionOptions()
     say = on_progress or (lambda msg: None)
-    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
     tiles, paths = _tiles_from(inputs, reader, reader_options)
     if not tiles:
@@ -346,7 +354,8 @@ def convert(
     wells = {t.well for t in tiles}
     if len(wells) > 1:
         raise LayoutError(
-            f"{paths[0] if paths else 'input'}: tiles belong to {len(wells)} wells; plate output is not supported yet"
+            f"{paths[0] if paths else 'input'}: tiles belong to {len(wells)} wells; "
+            "plate output is not supported yet"
         )
     lay = place_tiles(tiles, layout_opts)
     say(
@@ -391,7 +400,7 @@ def convert(
     omero = build_omero(lay.channels, lay.dtype, windows, version, writer_opts.name)
     record = {
         **record,
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "origin_um": list(lay.origin_um),
         "pixel_size_um": list(lay.pixel_size_um),
         "tiles": [

@@ -182,9 +182,7 @@ class Tile:
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
         object.__setattr__(self, "position_um", _check_triplet("position_um", self.position_um, False))
-        object.__setattr__(
-            self, "pixel_size_um", _check_triplet("pixel_size_um", self.pixel_size_um, True)
-        )
+        object.__setattr__(self, "pixel_size_um", _check_triplet("pixel_size_um", self.pixel_size_um, True))
         if not isinstance(self.extra, MappingProxyType):
             object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
 

@@ -20,7 +20,12 @@ def shared() -> Path:
 
 
 def grid_tiles(
-    truth: np.ndarray, grid: tuple[int, int], tile: int, step: int, px: float = 0.5, channels: tuple[str, ...] = ("0",)
+    truth: np.ndarray,
+    grid: tuple[int, int],
+    tile: int,
+    step: int,
+    px: float = 0.5,
+    channels: tuple[str, ...] = ("0",),
 ) -> list[Tile]:
     """Cut ``truth`` (z, y, x) into a grid of exact (noise-free) overlapping tiles."""
     tiles = []

@@ -78,8 +78,12 @@ def test_output_passes_official_schemas_and_our_validator(tmp_path: Path, versio
     from ngff_tiles.metadata.validate import validate_attributes, validate_store
 
     out = tmp_path / "img.ome.zarr"
-    convert(grid_tiles(truth(), (2, 2), 160, 130), out, writer=WriterOptions(ngff_version=version, **SMALL),
-            execution=QUIET)
+    convert(
+        grid_tiles(truth(), (2, 2), 160, 130),
+        out,
+        writer=WriterOptions(ngff_version=version, **SMALL),
+        execution=QUIET,
+    )
     for strict in (False, True):
         problems = validate_attributes(attrs_of(out, version), "image", version, strict=strict)
         assert [p for p in problems if p.severity == "error"] == []
@@ -130,10 +134,16 @@ class _Exploding(FrameSource):
 
 def test_failure_midway_leaves_store_marked_incomplete(tmp_path: Path) -> None:
     tiles = grid_tiles(truth(), (1, 2), 160, 130)
-    bad = Tile(tile_id=99, source=_Exploding(), shape=(1, 160, 160), dtype=np.uint16,
-               position_um=(0, 100, 40), pixel_size_um=(1, 0.5, 0.5))
+    bad = Tile(
+        tile_id=99,
+        source=_Exploding(),
+        shape=(1, 160, 160),
+        dtype=np.uint16,
+        position_um=(0, 100, 40),
+        pixel_size_um=(1, 0.5, 0.5),
+    )
     out = tmp_path / "img.ome.zarr"
-    with pytest.raises(SourceError, match="broken.tif"):
+    with pytest.raises(SourceError, match=r"broken\.tif"):
         convert([*tiles, bad], out, writer=WriterOptions(**SMALL), execution=QUIET)
     attrs = attrs_of(out, "0.5")
     assert attrs["ngff_tiles"]["status"] == "incomplete"

@@ -13,7 +13,9 @@ def test_import_is_cheap() -> None:
         "'ndtiff', 'h5py') if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "", f"importing ngff_tiles pulled in: {out}"
 
 

@@ -13,7 +13,9 @@ from ngff_tiles.options import FusionOptions, LayoutOptions
 from ngff_tiles.tiles import ArraySource, Tile
 
 
-def make_tile(i: int, data: np.ndarray, pos_yx: tuple[float, float], px: float = 0.5, channel: str = "0") -> Tile:
+def make_tile(
+    i: int, data: np.ndarray, pos_yx: tuple[float, float], px: float = 0.5, channel: str = "0"
+) -> Tile:
     data = data if data.ndim == 3 else data[None]
     return Tile(
         tile_id=i,
@@ -82,7 +84,8 @@ def test_blend_modes_on_two_constant_tiles() -> None:
     assert np.all(_fuse(pair, "last")[:, 4:6] == 200)
     for mode in ("linear", "cosine"):
         out = _fuse(pair, mode)
-        assert np.all(out[:, :4] == 100) and np.all(out[:, 6:] == 200)
+        assert np.all(out[:, :4] == 100)
+        assert np.all(out[:, 6:] == 200)
         # inside the overlap the weight moves towards the tile whose centre is closer
         assert np.all((out[:, 4] > 100) & (out[:, 4] < out[:, 5]) & (out[:, 5] < 200))
 
@@ -104,7 +107,9 @@ def test_dark_and_flat_are_corrected_and_output_is_rounded_and_clipped() -> None
     np.testing.assert_array_equal(out, np.full((2, 2), 1000))
     dark_img = np.full((2, 2), 150.0)
     below = np.full((2, 2), 100, np.uint16)
-    assert np.all(_fuse([(below, (0, 0))], "mean", shape=(1, 2, 2), dark=dark_img) == 0)  # clipped, not wrapped
+    assert np.all(
+        _fuse([(below, (0, 0))], "mean", shape=(1, 2, 2), dark=dark_img) == 0
+    )  # clipped, not wrapped
     with pytest.raises(MetadataError, match="flat"):
         make_corrections(FusionOptions(flat=np.zeros((2, 2))), ["0"], [(2, 2)])
     with pytest.raises(MetadataError, match="does not match"):
@@ -114,7 +119,9 @@ def test_dark_and_flat_are_corrected_and_output_is_rounded_and_clipped() -> None
 def test_weights_positive_and_symmetric() -> None:
     for mode in ("linear", "cosine", "mean"):
         w = weight_2d((7, 12), mode, None)
-        assert w.min() > 0 and w.dtype == np.float32
+        assert w.min() > 0
+        assert w.dtype == np.float32
         np.testing.assert_allclose(w, w[::-1, ::-1])
     w = weight_2d((100, 100), "linear", 10.0)
-    assert w[50, 50] == 1.0 and w[0, 50] < 0.1
+    assert w[50, 50] == 1.0
+    assert w[0, 50] < 0.1

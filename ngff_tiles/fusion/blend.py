@@ -60,6 +60,6 @@ def weight_2d(shape_yx: tuple[int, int], mode: str, width: float | None) -> np.n
     profile = _PROFILES[mode]
     wy = np.maximum(profile(shape_yx[0], width), EPS).astype(np.float32)
     wx = np.maximum(profile(shape_yx[1], width), EPS).astype(np.float32)
-    w = np.multiply.outer(wy, wx)
+    w: np.ndarray = np.multiply.outer(wy, wx)
     w.flags.writeable = False
     return w

@@ -66,19 +66,23 @@ def make_corrections(
             continue
         arr = np.asarray(d, dtype=np.float32).squeeze()
         if arr.ndim != 2 or shapes != {arr.shape}:
-            raise MetadataError(f"dark image of shape {arr.shape} does not match the tile shape(s) {sorted(shapes)}")
+            raise MetadataError(
+                f"dark image of shape {arr.shape} does not match the tile shape(s) {sorted(shapes)}"
+            )
         darks[ch] = arr
     flats: dict[str, np.ndarray | None] = {}
     for ch, f in _per_channel(options.flat, channels).items():
         if f is None:
             flats[ch] = None
             continue
-        arr = np.asarray(f, dtype=np.float64).squeeze()
-        if arr.ndim != 2 or shapes != {arr.shape}:
-            raise MetadataError(f"flat image of shape {arr.shape} does not match the tile shape(s) {sorted(shapes)}")
-        if not np.all(np.isfinite(arr)) or arr.min() <= 0:
+        flat64 = np.asarray(f, dtype=np.float64).squeeze()
+        if flat64.ndim != 2 or shapes != {flat64.shape}:
+            raise MetadataError(
+                f"flat image of shape {flat64.shape} does not match the tile shape(s) {sorted(shapes)}"
+            )
+        if not np.all(np.isfinite(flat64)) or flat64.min() <= 0:
             raise MetadataError("flat image must be finite and strictly positive")
-        flats[ch] = (arr.mean() / arr).astype(np.float32)
+        flats[ch] = (flat64.mean() / flat64).astype(np.float32)
     return Corrections(darks, flats, options.blend, options.blend_width)
 
 
@@ -95,7 +99,7 @@ def _intersect(
     return (src[0], src[1], src[2]), (dst[0], dst[1], dst[2])
 
 
-def _cast(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:  # type: ignore[type-arg]
+def _cast(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
         np.rint(acc, out=acc)
@@ -107,7 +111,7 @@ def fuse_block(
     tiles: Sequence[BlockTile],
     start: Sequence[int],
     stop: Sequence[int],
-    dtype: np.dtype,  # type: ignore[type-arg]
+    dtype: np.dtype,
     corrections: Corrections,
 ) -> np.ndarray | None:
     """Fuse the output block ``[start, stop)`` (z, y, x) of one channel and time point.

@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ["downsample_mean", "level_shapes"]
 
 
-def _accumulator(dtype: np.dtype) -> np.dtype:  # type: ignore[type-arg]
+def _accumulator(dtype: np.dtype) -> np.dtype:
     if dtype.kind == "u":
         return np.dtype(np.uint32 if dtype.itemsize <= 2 else np.uint64)
     if dtype.kind == "i":
@@ -69,7 +69,8 @@ def downsample_mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
         out = (acc + c // 2) // c
     else:
         out = acc / count
-    return out.astype(block.dtype, copy=False)
+    result: np.ndarray = out.astype(block.dtype, copy=False)
+    return result
 
 
 def level_shapes(

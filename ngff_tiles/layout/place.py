@@ -85,7 +85,7 @@ class Layout:
     origin_um: tuple[float, float, float]
     channels: tuple[str, ...]
     time_indices: tuple[int, ...]
-    dtype: np.dtype  # type: ignore[type-arg]
+    dtype: np.dtype
 
     @property
     def spatial_shape(self) -> tuple[int, int, int]:
@@ -161,7 +161,7 @@ def place_tiles(tiles: Sequence[Tile], options: LayoutOptions | None = None) -> 
     placed: list[PlacedTile] = []
     for t, corner in zip(ordered, corners, strict=True):
         # Python's round() rounds half to even; offsets are >= 0 by construction of the origin.
-        offset = tuple(int(round((corner[i] - origin[i]) / pixel[i])) for i in range(3))
+        offset = tuple(round((corner[i] - origin[i]) / pixel[i]) for i in range(3))
         placed.append(
             PlacedTile(
                 tile=t,

@@ -162,7 +162,9 @@ def guess_reader(path: str) -> Reader:
     best = [r for r in claims if r.priority == top]
     if len(best) > 1:
         names = ", ".join(r.name for r in best)
-        raise AmbiguousFormatError(f"{path}: several readers claim this input ({names}); choose one with --reader")
+        raise AmbiguousFormatError(
+            f"{path}: several readers claim this input ({names}); choose one with --reader"
+        )
     reader = best[0]
     reader.check_dependencies()
     return reader

@@ -64,7 +64,7 @@ class RawFileSource(FrameSource):
 
     def _read(self, region: Region) -> np.ndarray:
         zs, ys, xs = region
-        ny, nx = self._plane
+        nx = self._plane[1]
         item = self._dtype.itemsize
         row_bytes = nx * item
         out = np.empty((zs.stop - zs.start, ys.stop - ys.start, nx), dtype=self._dtype)

@@ -104,7 +104,8 @@ def prepare_output(path: str | os.PathLike[str], options: WriterOptions, record:
         ours = read_group_attributes(root)
         if any(root.iterdir()) and (ours is None or PROVENANCE_KEY not in ours):
             raise OutputExistsError(
-                f"{root}: exists and was not written by ngff-tiles; refusing to delete it even with --overwrite"
+                f"{root}: exists and was not written by ngff-tiles; "
+                "refusing to delete it even with --overwrite"
             )
         shutil.rmtree(root)
     try:
@@ -217,7 +218,7 @@ def create_level_arrays(
     root: Path,
     level_shapes: Sequence[tuple[int, int, int]],
     tc: tuple[int, int],
-    dtype: np.dtype,  # type: ignore[type-arg]
+    dtype: np.dtype,
     options: WriterOptions,
     threads: int,
 ) -> list[LevelArray]:
@@ -292,7 +293,11 @@ def create_level_arrays(
         except Exception as exc:
             raise NgffTilesError(f"{path}: cannot create array: {exc}") from exc
         open_spec = {k2: v for k2, v in spec.items() if k2 != "metadata"}
-        levels.append(LevelArray(json.dumps(open_spec, sort_keys=True), shape, (shards[0], shards[1], shards[2]), threads))
+        levels.append(
+            LevelArray(
+                json.dumps(open_spec, sort_keys=True), shape, (shards[0], shards[1], shards[2]), threads
+            )
+        )
     return levels
 
 
@@ -314,7 +319,9 @@ def build_multiscales(
     for k in range(n_levels):
         f = factors[k]
         scale = [1.0, 1.0] + [float(pixel_size_um[i]) * f[i] for i in range(3)]
-        trans = [0.0, 0.0] + [float(origin_um[i]) + (f[i] - 1) / 2 * float(pixel_size_um[i]) for i in range(3)]
+        trans = [0.0, 0.0] + [
+            float(origin_um[i]) + (f[i] - 1) / 2 * float(pixel_size_um[i]) for i in range(3)
+        ]
         datasets.append(
             {
                 "path": str(k),
@@ -335,7 +342,10 @@ def build_multiscales(
         "axes": axes,
         "datasets": datasets,
         "type": "mean",
-        "metadata": {"method": "ngff_tiles.fusion.pyramid.downsample_mean", "description": "2x mean, odd edges exact"},
+        "metadata": {
+            "method": "ngff_tiles.fusion.pyramid.downsample_mean",
+            "description": "2x mean, odd edges exact",
+        },
     }
     if version == "0.4":
         ms = {"version": "0.4", **ms}
@@ -363,7 +373,7 @@ def _colour(name: str, index: int, n: int) -> str:
 
 def build_omero(
     channels: Sequence[str],
-    dtype: np.dtype,  # type: ignore[type-arg]
+    dtype: np.dtype,
     windows: Sequence[tuple[float, float]],
     version: str,
     name: str,
@@ -407,7 +417,9 @@ def finalize_image(
     """Write the image group's complete metadata: the last write of a conversion."""
     prov = {**record, "status": "complete"}
     if version == "0.5":
-        attrs: dict[str, Any] = {"ome": {"version": "0.5", "multiscales": [dict(multiscales)], "omero": dict(omero)}}
+        attrs: dict[str, Any] = {
+            "ome": {"version": "0.5", "multiscales": [dict(multiscales)], "omero": dict(omero)}
+        }
     else:
         attrs = {"multiscales": [dict(multiscales)], "omero": dict(omero)}
     attrs[PROVENANCE_KEY] = prov
