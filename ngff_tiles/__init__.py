@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "convert": "ngff_tiles.convert",
+    "convert": "ngff_tiles.pipeline",
     "read_tiles": "ngff_tiles.readers",
     "Tile": "ngff_tiles.tiles",
     "Well": "ngff_tiles.tiles",
@@ -38,7 +38,6 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from ngff_tiles.convert import convert
     from ngff_tiles.options import (
         ExecutionOptions,
         FusionOptions,
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
         ReaderOptions,
         WriterOptions,
     )
+    from ngff_tiles.pipeline import convert
     from ngff_tiles.readers import read_tiles
     from ngff_tiles.tiles import Tile, Well
 

@@ -184,7 +184,6 @@ def _reader_options(args: argparse.Namespace) -> Any:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from ngff_tiles.convert import convert
     from ngff_tiles.options import (
         ExecutionOptions,
         FusionOptions,
@@ -192,6 +191,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         PyramidOptions,
         WriterOptions,
     )
+    from ngff_tiles.pipeline import convert
 
     fusion = FusionOptions(
         blend=args.blend,

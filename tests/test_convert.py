@@ -12,9 +12,9 @@ import pytest
 import zarr
 from conftest import grid_tiles
 
-from ngff_tiles.convert import convert
 from ngff_tiles.errors import OutputExistsError, SourceError
 from ngff_tiles.options import ExecutionOptions, WriterOptions
+from ngff_tiles.pipeline import convert
 from ngff_tiles.tiles import FrameSource, Region, Tile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,3 +148,35 @@ def test_failure_midway_leaves_store_marked_incomplete(tmp_path: Path) -> None:
     attrs = attrs_of(out, "0.5")
     assert attrs["ngff_tiles"]["status"] == "incomplete"
     assert "ome" not in attrs  # no multiscales: viewers and validators see an incomplete store
+
+
+def test_every_task_feeds_the_final_key(tmp_path: Path) -> None:
+    """A task no one depends on would silently never run: the graph must be one connected tree."""
+    import dataclasses
+
+    from dask.core import get_dependencies
+
+    from ngff_tiles.fusion.kernel import make_corrections
+    from ngff_tiles.layout.place import place_tiles
+    from ngff_tiles.options import FusionOptions
+    from ngff_tiles.pipeline import plan
+    from ngff_tiles.writers.ome_zarr import create_level_arrays
+
+    base = grid_tiles(truth(), (2, 2), 160, 130, channels=("a", "b"))
+    tiles = base + [dataclasses.replace(t, tile_id=t.tile_id + 100, time_index=1) for t in base]
+    lay = place_tiles(tiles)
+    opts = WriterOptions(**SMALL)
+    out = tmp_path / "g.ome.zarr"
+    out.mkdir()
+    arrays = create_level_arrays(
+        out, [(1, 290, 420), (1, 145, 210), (1, 73, 105)], (2, 2), lay.dtype, opts, 1
+    )
+    p = plan(lay, arrays, make_corrections(FusionOptions(), lay.channels, [(160, 160)]), downsample_z=False)
+    seen, todo = set(), [p.windows_key]
+    while todo:
+        key = todo.pop()
+        if key not in seen:
+            seen.add(key)
+            todo.extend(get_dependencies(p.graph, key))
+    assert seen == set(p.graph)
+    assert sum(k.startswith("L0-t1") for k in p.graph) == sum(k.startswith("L0-t0") for k in p.graph) > 0

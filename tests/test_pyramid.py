@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import zarr
 
-from ngff_tiles.convert import convert
 from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
 from ngff_tiles.options import ExecutionOptions, FusionOptions, PyramidOptions, WriterOptions
+from ngff_tiles.pipeline import convert
 from ngff_tiles.tiles import ArraySource, Tile
 
 

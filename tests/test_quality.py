@@ -16,8 +16,8 @@ import pytest
 import tifffile
 import zarr
 
-from ngff_tiles.convert import convert
 from ngff_tiles.options import ExecutionOptions, FusionOptions
+from ngff_tiles.pipeline import convert
 from ngff_tiles.testing.synthetic import (
     SyntheticSpec,
     coverage,

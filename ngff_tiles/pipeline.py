@@ -128,11 +128,15 @@ def _gather_task(
 
 
 def _windows_task(
-    n_channels: int, channel_of: Sequence[int], *blocks: np.ndarray | None
+    n_channels: int, tc_of: Sequence[tuple[int, int]], *blocks: np.ndarray | None
 ) -> list[tuple[float, float]]:
+    """Percentile windows per channel from the first time point's smallest level.
+
+    It depends on every last-level block (of all time points) so that running it runs the whole graph.
+    """
     per: dict[int, list[np.ndarray]] = defaultdict(list)
-    for c, b in zip(channel_of, blocks, strict=True):
-        if b is not None:
+    for (t, c), b in zip(tc_of, blocks, strict=True):
+        if b is not None and t == 0:
             per[c].append(b.ravel())
     return [percentile_window(np.concatenate(per[c])) if per[c] else (0.0, 1.0) for c in range(n_channels)]
 
@@ -222,10 +226,10 @@ def plan(
             current[pkey] = name
         keys_by_level.append(current)
 
-    last = [(key5, name) for key5, name in sorted(keys_by_level[-1].items()) if key5[0] == 0]
+    last = sorted(keys_by_level[-1].items())
     windows_key = "windows"
     graph[windows_key] = (
-        functools.partial(_windows_task, len(layout.channels), [k5[1] for k5, _ in last]),
+        functools.partial(_windows_task, len(layout.channels), [(k5[0], k5[1]) for k5, _ in last]),
         *[n for _, n in last],
     )
     return Plan(

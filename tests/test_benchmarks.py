@@ -1,0 +1,84 @@
+"""The benchmark scripts run end to end on tiny data and print tables that parse."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+from _common import parse_table  # noqa: E402
+
+
+def run_script(name: str, *args: str, timeout: float = 300) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def numbers(row: dict[str, str], columns: list[str]) -> list[float]:
+    return [float(row[c].rstrip("x")) for c in columns]
+
+
+def test_compression_tiny_runs_fast_and_parses(tmp_path: Path) -> None:
+    t0 = time.perf_counter()
+    out = run_script(
+        "bench_compression.py",
+        "--grid", "2", "--tile", "256", "--workdir", str(tmp_path), "--codecs", "blosc-zstd:3,none",
+        timeout=60,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 20, f"tiny compression benchmark took {elapsed:.1f} s"
+    assert "machine:" in out
+    rows = parse_table(out)
+    assert [r["codec"].split(" ")[0] for r in rows] == ["blosc-zstd", "none"]
+    for row in rows:
+        cols = ["seconds", "input MB/s", "output MB", "ratio vs none", "peak RSS MB"]
+        assert all(v > 0 for v in numbers(row, cols)), row
+    assert float(rows[1]["ratio vs none"]) == 1.0
+    assert float(rows[0]["ratio vs none"]) > 1.0  # the synthetic image compresses
+    assert (tmp_path / "data" / "g2x2_t256_o0.100" / "spec.json").is_file()
+
+
+@pytest.mark.slow
+def test_w2d_tiny_prints_both_approaches(tmp_path: Path) -> None:
+    args = ["--grid", "2", "--tile", "256", "--workdir", str(tmp_path)]
+    out = run_script("bench_w2d.py", *args, "--profile")
+    rows = parse_table(out)
+    assert [r["approach"] for r in rows] == [
+        "ngff-tiles 0.5",
+        "ngff-tiles 0.4",
+        "baseline (tifffile+ome-zarr)",
+    ]
+    for row in rows:
+        cols = ["seconds", "input MB/s", "peak RSS MB", "output MB", "speed vs baseline"]
+        assert all(v > 0 for v in numbers(row, cols))
+    assert rows[2]["speed vs baseline"] == "1.00x"
+    assert "where the time goes" in out
+    # the dataset is cached: a second run does not generate it again
+    again = run_script("bench_w2d.py", *args, "--approaches", "ngff-0.5")
+    assert "generating" not in again
+    assert [r["approach"] for r in parse_table(again)] == ["ngff-tiles 0.5"]
+
+
+@pytest.mark.slow
+def test_memory_tiny_parses(tmp_path: Path) -> None:
+    out = run_script("bench_memory.py", "--grids", "1,2", "--tile", "256", "--workdir", str(tmp_path))
+    rows = parse_table(out)
+    assert [r["grid"] for r in rows] == ["1x1", "2x2"]
+    for row in rows:
+        assert all(v > 0 for v in numbers(row, ["input GB", "seconds", "input MB/s", "peak RSS MB"]))
+    assert not list((tmp_path / "out").iterdir())  # outputs removed unless --keep
