@@ -85,7 +85,7 @@ def _add_reader_args(p: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     from ngff_tiles import __version__
-    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS, WriterOptions
+    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS, SUBPIXEL_MODES, WriterOptions
 
     wdef = WriterOptions()
 
@@ -114,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--flip-x", action="store_true", help="stage x runs against camera x")
     g.add_argument("--flip-y", action="store_true", help="stage y runs against camera y")
     g.add_argument("--swap-xy", action="store_true", help="stage x is camera y (applied before flips)")
+    g.add_argument(
+        "--subpixel",
+        choices=SUBPIXEL_MODES,
+        default="round",
+        help="round positions to whole pixels (default), or resample tiles to their exact positions",
+    )
     g = c.add_argument_group("fusion")
     g.add_argument(
         "--blend", choices=BLEND_MODES, default="linear", help="blending of overlaps (default linear)"
@@ -206,7 +212,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         args.output,
         reader=args.reader,
         reader_options=_reader_options(args),
-        layout=LayoutOptions(flip_x=args.flip_x, flip_y=args.flip_y, swap_xy=args.swap_xy),
+        layout=LayoutOptions(
+            flip_x=args.flip_x, flip_y=args.flip_y, swap_xy=args.swap_xy, subpixel=args.subpixel
+        ),
         fusion=fusion,
         pyramid=PyramidOptions(downsample_z=args.downsample_z, max_levels=args.max_levels),
         writer=WriterOptions(

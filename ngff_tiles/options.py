@@ -13,11 +13,13 @@ __all__ = [
     "ExecutionOptions",
     "FusionOptions",
     "LayoutOptions",
+    "SUBPIXEL_MODES",
     "PyramidOptions",
     "ReaderOptions",
     "WriterOptions",
 ]
 
+SUBPIXEL_MODES: tuple[str, ...] = ("round", "linear", "cubic")
 BlendMode = Literal["linear", "cosine", "mean", "max", "first", "last"]
 BLEND_MODES: tuple[str, ...] = ("linear", "cosine", "mean", "max", "first", "last")
 Compression = Literal["blosc-zstd", "blosc-lz4", "zstd", "gzip", "none"]
@@ -54,14 +56,17 @@ class LayoutOptions:
     pixel_size_um
         Output (z, y, x) pixel size; ``None`` keeps the input's. Only equal to the input for now.
     subpixel
-        ``"round"``: each tile's offset is rounded to the nearest output pixel (no resampling).
+        ``"round"`` (default): each tile's offset is rounded to the nearest output pixel, no
+        resampling, pixel values untouched, placement error up to half a pixel. ``"linear"`` or
+        ``"cubic"`` (Keys, a = -0.5): each tile is resampled in y and x by its fractional offset
+        after dark/flat correction, so it lands at its exact position (z is always rounded).
     """
 
     flip_x: bool = False
     flip_y: bool = False
     swap_xy: bool = False
     pixel_size_um: tuple[float, float, float] | None = None
-    subpixel: Literal["round"] = "round"
+    subpixel: Literal["round", "linear", "cubic"] = "round"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

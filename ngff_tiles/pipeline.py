@@ -180,7 +180,9 @@ def plan(
     for p in layout.tiles:
         ranges = [_block_range(p.offset_px[i], p.stop_px[i], block[i]) for i in range(3)]
         for bz, by, bx in itertools.product(*ranges):
-            index[(p.time_index, p.channel_index, bz, by, bx)].append(BlockTile(p.tile, p.offset_px))
+            index[(p.time_index, p.channel_index, bz, by, bx)].append(
+                BlockTile(p.tile, p.offset_px, (p.fraction_px[1], p.fraction_px[2]))
+            )
 
     graph: dict[str, Any] = {}
     keys_by_level: list[dict[tuple[int, int, int, int, int], str]] = []
@@ -366,7 +368,9 @@ def convert(
         f"{len(tiles)} tiles, {len(lay.channels)} channel(s), {len(lay.time_indices)} time point(s) -> "
         f"{lay.shape[4]}×{lay.shape[3]}×{lay.shape[2]} (x×y×z) px at {lay.pixel_size_um[2]:g} µm"
     )
-    corrections = make_corrections(fusion_opts, lay.channels, [(t.shape[1], t.shape[2]) for t in tiles])
+    corrections = make_corrections(
+        fusion_opts, lay.channels, [(t.shape[1], t.shape[2]) for t in tiles], layout_opts.subpixel
+    )
     shapes = level_shapes(
         lay.spatial_shape,
         writer_opts.chunks,

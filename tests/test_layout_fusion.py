@@ -125,3 +125,53 @@ def test_weights_positive_and_symmetric() -> None:
     w = weight_2d((100, 100), "linear", 10.0)
     assert w[50, 50] == 1.0
     assert w[0, 50] < 0.1
+
+
+@pytest.mark.parametrize("kind", ["linear", "cubic"])
+def test_subpixel_resampling_puts_a_ramp_at_its_exact_position(kind: str) -> None:
+    """A ramp sampled at a fractional offset comes out as the ramp on the output grid."""
+    from ngff_tiles.layout.place import place_tiles
+    from ngff_tiles.options import LayoutOptions
+
+    px = 1.0
+    anchor = np.zeros((1, 40, 40), np.float32)
+    yy, xx = np.mgrid[0:40, 0:40].astype(np.float32)
+    dy, dx = 10.3, 7.6  # exact offset of the second tile in pixels
+    ramp = (100 + 3 * (yy + dy) + 2 * (xx + dx))[None].astype(np.float32)
+    tiles = [
+        Tile(
+            tile_id=0,
+            source=ArraySource(anchor),
+            shape=anchor.shape,
+            dtype=anchor.dtype,
+            position_um=(0, 0, 0),
+            pixel_size_um=(1, px, px),
+        ),
+        Tile(
+            tile_id=1,
+            source=ArraySource(ramp),
+            shape=ramp.shape,
+            dtype=ramp.dtype,
+            position_um=(0, dy * px, dx * px),
+            pixel_size_um=(1, px, px),
+        ),
+    ]
+    lay = place_tiles(tiles, LayoutOptions(subpixel=kind))  # type: ignore[arg-type]
+    moving = lay.tiles[1]
+    assert moving.offset_px == (0, 10, 8)
+    np.testing.assert_allclose(moving.fraction_px[1:], (0.3, -0.4), atol=1e-9)
+    corr = make_corrections(FusionOptions(blend="last"), ["0"], [(40, 40)], subpixel=kind)
+    bt = BlockTile(moving.tile, moving.offset_px, (moving.fraction_px[1], moving.fraction_px[2]))
+    out = fuse_block([bt], (0, 0, 0), (1, 60, 60), np.dtype(np.float32), corr)
+    assert out is not None
+    oy, ox = np.mgrid[0:60, 0:60].astype(np.float32)
+    expect = 100 + 3 * oy + 2 * ox
+    inner = (slice(0, 1), slice(12, 48), slice(10, 46))  # away from the clamped tile borders
+    np.testing.assert_allclose(out[inner], expect[None][inner], rtol=1e-5)
+    # rounding instead puts the ramp up to half a pixel off: 0.3 px in y, 0.4 px in x
+    corr_round = make_corrections(FusionOptions(blend="last"), ["0"], [(40, 40)])
+    rounded = fuse_block(
+        [BlockTile(moving.tile, moving.offset_px)], (0, 0, 0), (1, 60, 60), np.dtype(np.float32), corr_round
+    )
+    assert rounded is not None
+    np.testing.assert_allclose(rounded[inner] - expect[None][inner], 3 * 0.3 - 2 * 0.4, atol=1e-3)

@@ -16,9 +16,10 @@ import pytest
 import tifffile
 import zarr
 
-from ngff_tiles.options import ExecutionOptions, FusionOptions
+from ngff_tiles.options import ExecutionOptions, FusionOptions, LayoutOptions
 from ngff_tiles.pipeline import convert
 from ngff_tiles.testing.synthetic import (
+    SyntheticDataset,
     SyntheticSpec,
     coverage,
     psnr,
@@ -30,46 +31,63 @@ from ngff_tiles.testing.synthetic import (
 QUIET = ExecutionOptions(progress=False)
 
 
-def _convert_and_score(tmp_path: Path, spec: SyntheticSpec, blend: str = "linear") -> dict[str, float]:
-    data = write_dataset(spec, tmp_path / "tiles")
+SPEC_2D = SyntheticSpec(grid=(4, 5), tile_shape=(1, 512, 512), overlap=0.12, jitter_um=2.0)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, object]]:
+    out = {}
+    for name, spec in (("2d", SPEC_2D), ("zstack", zstack_spec())):
+        d = tmp_path_factory.mktemp(name) / "tiles"
+        out[name] = (d, write_dataset(spec, d))
+    return out
+
+
+def _convert_and_score(
+    tmp_path: Path, tiles: Path, data: SyntheticDataset, blend: str = "linear", subpixel: str = "round"
+) -> dict[str, float]:
+    spec = data.spec
     fusion = FusionOptions(
-        blend=blend,  # type: ignore[arg-type]
-        dark=tifffile.imread(tmp_path / "tiles" / "dark.tif"),
-        flat=tifffile.imread(tmp_path / "tiles" / "flat.tif"),
+        blend=blend, dark=tifffile.imread(tiles / "dark.tif"), flat=tifffile.imread(tiles / "flat.tif")
+    )  # type: ignore[arg-type]
+    res = convert(
+        tiles,
+        tmp_path / "out.ome.zarr",
+        fusion=fusion,
+        layout=LayoutOptions(subpixel=subpixel),  # type: ignore[arg-type]
+        execution=QUIET,
     )
-    res = convert(tmp_path / "tiles", tmp_path / "out.ome.zarr", fusion=fusion, execution=QUIET)
     fused = zarr.open_group(str(res.output), mode="r")["0"][0, 0].astype(np.float32)
     region = (slice(0, fused.shape[0]), slice(0, fused.shape[1]), slice(0, fused.shape[2]))
     assert fused.shape == data.output_shape
     truth = data.ground_truth(region)
     cover = coverage(spec, region)
     err = fused - truth
-    overlap = cover >= 2
-    single = cover == 1
     return {
         "psnr": psnr(fused[cover > 0], truth[cover > 0], spec.photons),
-        "floor": data.noise_floor_psnr(against="grid"),
-        "pure_floor": data.noise_floor_psnr(against="tile"),
-        "rmse_overlap": float(np.sqrt(np.mean(err[overlap] ** 2))),
-        "rmse_centre": float(np.sqrt(np.mean(err[single] ** 2))),
+        # single corrected tiles at their rounded offsets vs the truth: the best rounding can do
+        "grid_floor": data.noise_floor_psnr(against="grid"),
+        # single corrected tiles vs the truth at their own sample points: noise only
+        "noise_floor": data.noise_floor_psnr(against="tile"),
+        "rmse_overlap": float(np.sqrt(np.mean(err[cover >= 2] ** 2))),
+        "rmse_centre": float(np.sqrt(np.mean(err[cover == 1] ** 2))),
     }
 
 
-def test_2d_grid_psnr_near_noise_floor_and_no_seams(tmp_path: Path) -> None:
-    spec = SyntheticSpec(grid=(4, 5), tile_shape=(1, 512, 512), overlap=0.12, jitter_um=2.0)
-    s = _convert_and_score(tmp_path, spec)
-    print(s)
-    assert s["psnr"] >= s["floor"] - 1.5, s
-    assert s["rmse_overlap"] <= 1.2 * s["rmse_centre"], s
+@pytest.mark.parametrize("case", ["2d", "zstack"])
+@pytest.mark.parametrize("subpixel", ["round", "linear", "cubic"])
+def test_psnr_near_noise_floor_and_no_seams(tmp_path: Path, written, case: str, subpixel: str) -> None:  # type: ignore[no-untyped-def]
+    """5×4 × 512² (12% overlap, ±2 µm jitter) and 3×3 × 32-plane stacks, each sub-pixel mode.
 
-
-def test_zstack_psnr_near_noise_floor_and_no_seams(tmp_path: Path) -> None:
-    spec = zstack_spec()
-    assert spec.grid == (3, 3)
-    assert spec.tile_shape[0] == 32
-    s = _convert_and_score(tmp_path, spec)
-    print(s)
-    assert s["psnr"] >= s["floor"] - 1.5, s
+    Resampling modes are held to the noise-only floor; rounding (the default, which keeps raw
+    values) is held to the floor of single tiles placed the same way, because rounding alone moves
+    sharp edges by up to half a pixel (measured: ~5.5 dB below the noise floor on this specimen).
+    """
+    tiles, data = written[case]
+    s = _convert_and_score(tmp_path, tiles, data, subpixel=subpixel)
+    print(case, subpixel, s)
+    floor = s["grid_floor"] if subpixel == "round" else s["noise_floor"]
+    assert s["psnr"] >= floor - 1.5, s
     assert s["rmse_overlap"] <= 1.2 * s["rmse_centre"], s
 
 
@@ -101,7 +119,7 @@ def test_seam_check_detects_a_misplaced_tile(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("blend", ["cosine", "mean"])
-def test_other_weighted_blends_also_meet_the_floor(tmp_path: Path, blend: str) -> None:
-    spec = SyntheticSpec(grid=(2, 3), tile_shape=(1, 256, 256), overlap=0.15)
-    s = _convert_and_score(tmp_path, spec, blend)
-    assert s["psnr"] >= s["floor"] - 1.5, s
+def test_other_weighted_blends_also_meet_the_floor(tmp_path: Path, written, blend: str) -> None:  # type: ignore[no-untyped-def]
+    tiles, data = written["2d"]
+    s = _convert_and_score(tmp_path, tiles, data, blend)
+    assert s["psnr"] >= s["grid_floor"] - 1.5, s

@@ -7,6 +7,7 @@ and ``sum(w)``; then divide, round and clip to the output dtype. Memory is bound
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ import numpy as np
 
 from ngff_tiles.errors import MetadataError
 from ngff_tiles.fusion.blend import WEIGHTED_MODES, weight_2d
-from ngff_tiles.options import BLEND_MODES, FusionOptions
+from ngff_tiles.options import BLEND_MODES, SUBPIXEL_MODES, FusionOptions
 from ngff_tiles.tiles import Tile
 
 __all__ = ["BlockTile", "Corrections", "fuse_block", "make_corrections"]
@@ -23,10 +24,21 @@ __all__ = ["BlockTile", "Corrections", "fuse_block", "make_corrections"]
 
 @dataclass(frozen=True, slots=True)
 class BlockTile:
-    """A tile and its (z, y, x) offset in output pixels, as a fusion task sees it."""
+    """A tile as a fusion task sees it.
+
+    Attributes
+    ----------
+    tile
+        The tile.
+    offset
+        (z, y, x) integer offset of its pixel (0, 0, 0) in output pixels.
+    shift
+        (y, x) fractional part of the exact offset, in [-0.5, 0.5]; used by sub-pixel modes.
+    """
 
     tile: Tile
     offset: tuple[int, int, int]
+    shift: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,7 @@ class Corrections:
     inv_flat: Mapping[str, np.ndarray | None]
     blend: str
     blend_width: float | None
+    subpixel: str = "round"
 
 
 def _per_channel(value: Any, channels: Sequence[str]) -> dict[str, Any]:
@@ -53,7 +66,10 @@ def _per_channel(value: Any, channels: Sequence[str]) -> dict[str, Any]:
 
 
 def make_corrections(
-    options: FusionOptions, channels: Sequence[str], tile_shapes_yx: Sequence[tuple[int, int]]
+    options: FusionOptions,
+    channels: Sequence[str],
+    tile_shapes_yx: Sequence[tuple[int, int]],
+    subpixel: str = "round",
 ) -> Corrections:
     """Check dark/flat against the tiles and precompute what the kernel needs."""
     if options.blend not in BLEND_MODES:
@@ -83,7 +99,9 @@ def make_corrections(
         if not np.all(np.isfinite(flat64)) or flat64.min() <= 0:
             raise MetadataError("flat image must be finite and strictly positive")
         flats[ch] = (flat64.mean() / flat64).astype(np.float32)
-    return Corrections(darks, flats, options.blend, options.blend_width)
+    if subpixel not in SUBPIXEL_MODES:
+        raise ValueError(f"Expected a sub-pixel mode in {SUBPIXEL_MODES}, got {subpixel!r} instead")
+    return Corrections(darks, flats, options.blend, options.blend_width, subpixel)
 
 
 def _intersect(
@@ -97,6 +115,75 @@ def _intersect(
         src.append(slice(lo - o, hi - o))
         dst.append(slice(lo - b0, hi - b0))
     return (src[0], src[1], src[2]), (dst[0], dst[1], dst[2])
+
+
+def _taps(shift: float, kind: str) -> tuple[int, list[float]]:
+    """Return the first tap offset and the tap weights that sample position ``i - shift``."""
+    x = -shift
+    base = math.floor(x)
+    t = x - base
+    if kind == "linear":
+        return base, [1.0 - t, t]
+    a = -0.5  # Keys' cubic convolution, as in most image libraries' "cubic"
+
+    def w(s: float) -> float:
+        s = abs(s)
+        if s <= 1:
+            return (a + 2) * s**3 - (a + 3) * s**2 + 1
+        if s < 2:
+            return a * s**3 - 5 * a * s**2 + 8 * a * s - 4 * a
+        return 0.0
+
+    return base - 1, [w(t + 1), w(t), w(1 - t), w(2 - t)]
+
+
+def _resample(a: np.ndarray, axis: int, out: slice, lo: int, n: int, shift: float, kind: str) -> np.ndarray:
+    """Sample ``a`` (tile indices ``lo ..``) at ``i - shift`` for ``i`` in ``out``; edges clamped."""
+    first, weights = _taps(shift, kind)
+    idx = np.arange(out.start, out.stop)
+    result: np.ndarray | None = None
+    for k, wk in enumerate(weights):
+        if wk == 0.0:
+            continue
+        take = np.take(a, np.clip(idx + first + k, 0, n - 1) - lo, axis=axis)
+        take *= np.float32(wk)
+        result = take if result is None else np.add(result, take, out=result)
+    assert result is not None
+    return result
+
+
+def _read_corrected(bt: BlockTile, src: tuple[slice, slice, slice], corrections: Corrections) -> np.ndarray:
+    """Read ``src`` of a tile as float32 with dark and flat applied, resampled if asked."""
+    t = bt.tile
+    kind = corrections.subpixel
+    sy, sx = bt.shift if kind != "round" else (0.0, 0.0)
+    moving = abs(sy) > 1e-9 or abs(sx) > 1e-9
+    if moving:
+        margin = 2
+        ry = slice(max(src[1].start - margin, 0), min(src[1].stop + margin, t.shape[1]))
+        rx = slice(max(src[2].start - margin, 0), min(src[2].stop + margin, t.shape[2]))
+        region = (src[0], ry, rx)
+    else:
+        region = src
+    data = t.source.read(region).astype(np.float32)
+    dark = corrections.dark[t.channel]
+    if isinstance(dark, np.ndarray):
+        data -= dark[region[1], region[2]]
+    elif dark:
+        data -= np.float32(dark)
+    inv_flat = corrections.inv_flat[t.channel]
+    if inv_flat is not None:
+        data *= inv_flat[region[1], region[2]]
+    if moving:
+        if abs(sy) > 1e-9:
+            data = _resample(data, 1, src[1], region[1].start, t.shape[1], sy, kind)
+        else:
+            data = data[:, src[1].start - region[1].start : src[1].stop - region[1].start]
+        if abs(sx) > 1e-9:
+            data = _resample(data, 2, src[2], region[2].start, t.shape[2], sx, kind)
+        else:
+            data = data[:, :, src[2].start - region[2].start : src[2].stop - region[2].start]
+    return data
 
 
 def _cast(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -151,22 +238,29 @@ def fuse_block(
             continue
         src, dst = hit
         touched = True
-        data = t.source.read(src).astype(np.float32)
-        dark = corrections.dark[t.channel]
-        if isinstance(dark, np.ndarray):
-            data -= dark[src[1], src[2]]
-        elif dark:
-            data -= np.float32(dark)
-        inv_flat = corrections.inv_flat[t.channel]
         if weighted:
             w = weight_2d((t.shape[1], t.shape[2]), mode, corrections.blend_width)[src[1], src[2]]
-            gain = w if inv_flat is None else w * inv_flat[src[1], src[2]]
-            data *= gain
+        if corrections.subpixel == "round":
+            # fast path: dark subtracted, then flat and weight applied in one multiply
+            data = t.source.read(src).astype(np.float32)
+            dark = corrections.dark[t.channel]
+            if isinstance(dark, np.ndarray):
+                data -= dark[src[1], src[2]]
+            elif dark:
+                data -= np.float32(dark)
+            inv_flat = corrections.inv_flat[t.channel]
+            if weighted:
+                data *= w if inv_flat is None else w * inv_flat[src[1], src[2]]
+            elif inv_flat is not None:
+                data *= inv_flat[src[1], src[2]]
+        else:
+            data = _read_corrected(bt, src, corrections)
+            if weighted:
+                data *= w
+        if weighted:
             acc[dst] += data
             wsum[dst] += w
         else:
-            if inv_flat is not None:
-                data *= inv_flat[src[1], src[2]]
             if mode == "max":
                 np.maximum(acc[dst], data, out=acc[dst])
             else:

@@ -42,6 +42,8 @@ class PlacedTile:
         The (z, y, x) corner position used, after orientation options.
     channel_index, time_index
         Indices into the output's c and t axes.
+    fraction_px
+        Exact offset minus ``offset_px``, in [-0.5, 0.5] per axis: what rounding discarded.
     """
 
     tile: Tile
@@ -49,6 +51,7 @@ class PlacedTile:
     position_um: tuple[float, float, float]
     channel_index: int
     time_index: int
+    fraction_px: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def stop_px(self) -> tuple[int, int, int]:
@@ -161,7 +164,8 @@ def place_tiles(tiles: Sequence[Tile], options: LayoutOptions | None = None) -> 
     placed: list[PlacedTile] = []
     for t, corner in zip(ordered, corners, strict=True):
         # Python's round() rounds half to even; offsets are >= 0 by construction of the origin.
-        offset = tuple(round((corner[i] - origin[i]) / pixel[i]) for i in range(3))
+        exact = [(corner[i] - origin[i]) / pixel[i] for i in range(3)]
+        offset = tuple(round(e) for e in exact)
         placed.append(
             PlacedTile(
                 tile=t,
@@ -169,6 +173,7 @@ def place_tiles(tiles: Sequence[Tile], options: LayoutOptions | None = None) -> 
                 position_um=corner,
                 channel_index=channels.index(t.channel),
                 time_index=times.index(t.time_index),
+                fraction_px=(exact[0] - offset[0], exact[1] - offset[1], exact[2] - offset[2]),
             )
         )
     stop = [max(p.stop_px[i] for p in placed) for i in range(3)]
