@@ -10,10 +10,10 @@ import numpy as np
 __all__ = [
     "BLEND_MODES",
     "COMPRESSIONS",
+    "SUBPIXEL_MODES",
     "ExecutionOptions",
     "FusionOptions",
     "LayoutOptions",
-    "SUBPIXEL_MODES",
     "PyramidOptions",
     "ReaderOptions",
     "WriterOptions",
