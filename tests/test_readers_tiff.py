@@ -823,3 +823,26 @@ def test_mm_summary_position_lists() -> None:
         ]
     }
     assert _mm_summary_position(alpha, 0) == ("A", (0.0, 2.0, 1.0))
+
+
+def test_compressed_pages_are_decoded_once_across_blocks(tmp_path: Path) -> None:
+    """A whole-frame source overlapping several output blocks decodes each page about once."""
+    from ngff_tiles.options import ExecutionOptions, WriterOptions
+    from ngff_tiles.pipeline import convert
+    from ngff_tiles.readers._base import FRAME_CACHE
+
+    data = np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)
+    tifffile.imwrite(tmp_path / "a.tif", data, compression="zlib")
+    (tmp_path / "t.csv").write_text("path,x_um,y_um,pixel_size_um\na.tif,0,0,1\n")
+    FRAME_CACHE.clear()
+    misses = FRAME_CACHE.misses
+    convert(
+        str(tmp_path / "t.csv"),
+        tmp_path / "o.ome.zarr",
+        writer=WriterOptions(chunks=(1, 32, 32), shards=(1, 64, 64)),  # 16 blocks over one tile
+        execution=ExecutionOptions(progress=False, max_workers=1),
+    )
+    assert FRAME_CACHE.misses - misses == 1
+    import zarr
+
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "o.ome.zarr"), mode="r")["0"][0, 0, 0], data)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,7 +14,7 @@ from ngff_tiles.errors import SourceError
 from ngff_tiles.options import ReaderOptions
 from ngff_tiles.tiles import FrameSource, Region, Tile
 
-__all__ = ["BaseReader", "RawFileSource"]
+__all__ = ["FRAME_CACHE", "BaseReader", "FrameCache", "RawFileSource"]
 
 
 class BaseReader:
@@ -30,6 +33,66 @@ class BaseReader:
 
     def tiles(self, path: str, options: ReaderOptions) -> list[Tile]:  # pragma: no cover
         raise NotImplementedError
+
+
+class FrameCache:
+    """A per-process, thread-safe LRU cache of decoded planes with a byte budget.
+
+    Sources that can only decode whole frames (compressed TIFF pages, PZF) read through it, so a
+    frame that overlaps several output blocks is decoded about once per run, not once per block.
+    Keys should include the file's identity (path, size, mtime) so a changed file is never served
+    from the cache. Cached arrays are read-only.
+
+    Parameters
+    ----------
+    max_bytes
+        Budget; the least recently used planes are dropped beyond it. 0 disables caching.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get_or_decode(self, key: Hashable, decode: Callable[[], np.ndarray]) -> np.ndarray:
+        """Return the cached plane for ``key``, decoding (outside the lock) on a miss."""
+        with self._lock:
+            plane = self._items.get(key)
+            if plane is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return plane
+            self.misses += 1
+        plane = decode()
+        plane.flags.writeable = False
+        if plane.nbytes <= self.max_bytes:
+            with self._lock:
+                if key not in self._items:
+                    self._items[key] = plane
+                    self._bytes += plane.nbytes
+                while self._bytes > self.max_bytes:
+                    _, old = self._items.popitem(last=False)
+                    self._bytes -= old.nbytes
+        return plane
+
+    def clear(self) -> None:
+        """Drop every cached plane."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+FRAME_CACHE = FrameCache(int(float(os.environ.get("NGFF_TILES_FRAME_CACHE_MB", "64")) * 2**20))
+"""The process-wide decoded-frame cache (budget from ``NGFF_TILES_FRAME_CACHE_MB``, default 64)."""
+
+
+def file_identity(path: str) -> tuple[str, int, int]:
+    """Return (path, size, mtime_ns): part of a cache key that changes when the file does."""
+    st = os.stat(path)
+    return (path, st.st_size, st.st_mtime_ns)
 
 
 class RawFileSource(FrameSource):

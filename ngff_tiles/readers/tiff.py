@@ -35,7 +35,7 @@ import numpy as np
 
 from ngff_tiles.errors import MetadataError, NgffTilesError, SourceError
 from ngff_tiles.options import ReaderOptions
-from ngff_tiles.readers._base import BaseReader, RawFileSource
+from ngff_tiles.readers._base import FRAME_CACHE, BaseReader, RawFileSource, file_identity
 from ngff_tiles.tiles import FrameSource, Region, Tile, Well
 
 __all__ = [
@@ -387,33 +387,29 @@ class TiffPageSource(FrameSource):
         """The (z, y, x) shape of the stack."""
         return (len(self._planes), *self._plane)
 
-    def _read(self, region: Region) -> np.ndarray:
+    def _decode(self, z: int) -> np.ndarray:
         import tifffile
 
+        file, index, offset = self._planes[z]
+        with _reading(file, f"cannot decode page {index}"), tifffile.TiffFile(file) as tif:
+            page = _page_at(tif, index, offset)
+            plane = _plane_from_page(page, self._sample)
+            if plane.shape != self._plane:
+                raise SourceError(f"{file}: page {index}: expected a {self._plane} plane, got {plane.shape}")
+            return np.ascontiguousarray(plane, dtype=self._dtype)
+
+    def _read(self, region: Region) -> np.ndarray:
         zs, ys, xs = region
         out = np.empty((zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start), dtype=self._dtype)
-        tif: Any = None
-        current = ""
-        try:
-            for k, z in enumerate(range(zs.start, zs.stop)):
-                file, index, offset = self._planes[z]
-                with _reading(file, f"cannot decode page {index}"):
-                    if file != current:
-                        if tif is not None:
-                            tif.close()
-                            tif = None
-                        tif = tifffile.TiffFile(file)
-                        current = file
-                    page = _page_at(tif, index, offset)
-                    plane = _plane_from_page(page, self._sample)
-                    if plane.shape != self._plane:
-                        raise SourceError(
-                            f"{file}: page {index}: expected a {self._plane} plane, got {plane.shape}"
-                        )
-                    out[k] = plane[ys, xs]
-        finally:
-            if tif is not None:
-                tif.close()
+        for k, z in enumerate(range(zs.start, zs.stop)):
+            file, index, offset = self._planes[z]
+            try:
+                ident = file_identity(file)
+            except OSError as exc:
+                raise SourceError(f"{file}: cannot open: {exc.strerror}") from None
+            key = ("tiff", *ident, index, offset, self._sample)
+            plane = FRAME_CACHE.get_or_decode(key, lambda z=z: self._decode(z))  # type: ignore[misc]
+            out[k] = plane[ys, xs]
         return out
 
     def __repr__(self) -> str:
