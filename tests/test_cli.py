@@ -275,3 +275,14 @@ def test_examples_run(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stderr
         assert "PSNR" in proc.stdout
+
+
+def test_progress_bar_on_stderr_unless_quiet(small_set: Path, tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "ngff_tiles.cli", "convert", str(small_set), "-o"]
+    loud = subprocess.run([*cmd, str(tmp_path / "a.ome.zarr")], capture_output=True, text=True, check=True)
+    assert re.search(r"fusing: 100%.*\d+/\d+ \[", loud.stderr), loud.stderr
+    assert "wrote " in loud.stderr
+    quiet = subprocess.run(
+        [*cmd, str(tmp_path / "b.ome.zarr"), "-q"], capture_output=True, text=True, check=True
+    )
+    assert quiet.stderr == ""

@@ -180,3 +180,29 @@ def test_every_task_feeds_the_final_key(tmp_path: Path) -> None:
             todo.extend(get_dependencies(p.graph, key))
     assert seen == set(p.graph)
     assert sum(k.startswith("L0-t1") for k in p.graph) == sum(k.startswith("L0-t0") for k in p.graph) > 0
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_blocks_without_tiles_are_not_written(tmp_path: Path, version: str) -> None:
+    """An L-shaped mosaic: the empty corner block gets no file; readers see the fill value there."""
+    gt = truth((1, 256, 256))
+    tiles = [t for t in grid_tiles(gt, (2, 2), 128, 128) if t.name != "tile_1_1"]
+    out = tmp_path / "l.ome.zarr"
+    convert(
+        tiles,
+        out,
+        writer=WriterOptions(ngff_version=version, chunks=(1, 64, 64), shards=(1, 128, 128)),
+        execution=QUIET,
+    )
+    level0 = out / "0"
+    sep = "c/" if version == "0.5" else ""
+    for by, bx, exists in ((0, 0, True), (0, 1, True), (1, 0, True), (1, 1, False)):
+        if version == "0.5":
+            key = level0 / f"{sep}0/0/0/{by}/{bx}"
+            assert key.exists() is exists, key
+        else:  # v2: one file per chunk; the (1,1) block's four 64² chunks are absent
+            keys = [level0 / f"0/0/0/{2 * by + i}/{2 * bx + j}" for i in (0, 1) for j in (0, 1)]
+            assert all(k.exists() is exists for k in keys), keys
+    data = zarr.open_group(str(out), mode="r")["0"][0, 0, 0]
+    assert np.all(data[128:, 128:] == 0)
+    np.testing.assert_array_equal(data[:128, :], gt[0, :128, :])
