@@ -9,6 +9,7 @@ holds more than a few blocks. Blocks without tiles get no task and are never wri
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import itertools
@@ -371,6 +372,11 @@ def convert(
     corrections = make_corrections(
         fusion_opts, lay.channels, [(t.shape[1], t.shape[2]) for t in tiles], layout_opts.subpixel
     )
+    if pyramid_opts.downsample_z and writer_opts.shards[0] % 2 and lay.shape[2] > 1:
+        # a level pairs z-blocks two by two: the block depth must be even
+        z, y, x = writer_opts.shards
+        writer_opts = dataclasses.replace(writer_opts, shards=(2 * z, y, x))
+        say(f"--downsample-z: shard depth {z} is odd, using {2 * z}")
     shapes = level_shapes(
         lay.spatial_shape,
         writer_opts.chunks,
@@ -390,7 +396,13 @@ def convert(
     t0 = time.perf_counter()
     root = prepare_output(output, writer_opts, record)
     arrays = create_level_arrays(
-        root, shapes, (lay.shape[0], lay.shape[1]), lay.dtype, writer_opts, threads=workers
+        root,
+        shapes,
+        (lay.shape[0], lay.shape[1]),
+        lay.dtype,
+        writer_opts,
+        threads=workers,
+        downsample_z=pyramid_opts.downsample_z,
     )
     p = plan(lay, arrays, corrections, downsample_z=pyramid_opts.downsample_z)
     say(f"{len(shapes)} pyramid level(s), {p.n_blocks} block task(s) on {workers} thread(s)")

@@ -46,8 +46,10 @@ def test_level_shapes_until_one_chunk() -> None:
 
 
 @pytest.mark.parametrize("version", ["0.5", "0.4"])
-@pytest.mark.parametrize("downsample_z", [False, True])
-def test_written_pyramid_equals_reference_at_every_level(tmp_path, version: str, downsample_z: bool) -> None:
+@pytest.mark.parametrize(("downsample_z", "shard_z"), [(False, 2), (True, 2), (True, 1), (True, 3)])
+def test_written_pyramid_equals_reference_at_every_level(
+    tmp_path, version: str, downsample_z: bool, shard_z: int
+) -> None:
     """Odd shapes, blocks smaller than the image: every stored level equals the numpy reference."""
     rng = np.random.default_rng(7)
     img = rng.integers(0, 60000, size=(5, 333, 251), dtype=np.uint16)
@@ -65,7 +67,7 @@ def test_written_pyramid_equals_reference_at_every_level(tmp_path, version: str,
         out,
         fusion=FusionOptions(blend="first"),
         pyramid=PyramidOptions(downsample_z=downsample_z),
-        writer=WriterOptions(ngff_version=version, chunks=(1, 16, 16), shards=(2, 64, 64)),
+        writer=WriterOptions(ngff_version=version, chunks=(1, 16, 16), shards=(shard_z, 64, 64)),
         execution=ExecutionOptions(progress=False),
     )
     group = zarr.open_group(str(out), mode="r")

@@ -221,6 +221,8 @@ def create_level_arrays(
     dtype: np.dtype,
     options: WriterOptions,
     threads: int,
+    *,
+    downsample_z: bool = False,
 ) -> list[LevelArray]:
     """Create one array per pyramid level under ``root`` (paths ``"0"``, ``"1"``, ...)."""
     import tensorstore as ts
@@ -232,6 +234,8 @@ def create_level_arrays(
         raise ValueError(f"Expected shards {shards} to be a multiple of chunks {chunks}")
     if any(v % 2 for v in shards[1:]):
         raise ValueError(f"Expected even shard (block) sizes in y and x, got {shards}")
+    if downsample_z and shards[0] % 2 and len(level_shapes) > 1 and level_shapes[0][0] > 1:
+        raise ValueError(f"Expected an even shard depth with z downsampling, got {shards}")
     zarr_format = 3 if options.ngff_version == "0.5" else 2
     codec = codec_config(options.compression, options.compression_level, dtype.itemsize, zarr_format)
     levels = []
