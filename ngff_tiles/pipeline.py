@@ -87,6 +87,16 @@ class ConvertResult:
 # tasks (module level: they pickle by reference for distributed workers)
 
 
+WINDOW_SAMPLE = 1 << 16
+"""Pixels per last-level block kept for the display windows: bounds the final task's memory."""
+
+
+def _sample(block: np.ndarray) -> np.ndarray:
+    """Return a strided sample of at most ``WINDOW_SAMPLE`` pixels of ``block`` (a copy)."""
+    step = max(1, -(-block.size // WINDOW_SAMPLE))
+    return np.array(block.reshape(-1)[::step])
+
+
 def _fuse_task(
     array: LevelArray,
     t: int,
@@ -102,7 +112,7 @@ def _fuse_task(
     if block is None:
         return None
     array.write(t, c, start, block)
-    return block if next_factors is None else downsample_mean(block, next_factors)
+    return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
 
 
 def _gather_task(
@@ -125,13 +135,13 @@ def _gather_task(
                 off[0] : off[0] + ch.shape[0], off[1] : off[1] + ch.shape[1], off[2] : off[2] + ch.shape[2]
             ] = ch
     array.write(t, c, start, block)
-    return block if next_factors is None else downsample_mean(block, next_factors)
+    return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
 
 
 def _windows_task(
     n_channels: int, tc_of: Sequence[tuple[int, int]], *blocks: np.ndarray | None
 ) -> list[tuple[float, float]]:
-    """Percentile windows per channel from the first time point's smallest level.
+    """Percentile windows per channel from a sample of the first time point's smallest level.
 
     It depends on every last-level block (of all time points) so that running it runs the whole graph.
     """

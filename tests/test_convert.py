@@ -13,7 +13,7 @@ import zarr
 from conftest import grid_tiles
 
 from ngff_tiles.errors import OutputExistsError, SourceError
-from ngff_tiles.options import ExecutionOptions, WriterOptions
+from ngff_tiles.options import ExecutionOptions, PyramidOptions, WriterOptions
 from ngff_tiles.pipeline import convert
 from ngff_tiles.tiles import FrameSource, Region, Tile
 
@@ -206,3 +206,26 @@ def test_blocks_without_tiles_are_not_written(tmp_path: Path, version: str) -> N
     data = zarr.open_group(str(out), mode="r")["0"][0, 0, 0]
     assert np.all(data[128:, 128:] == 0)
     np.testing.assert_array_equal(data[:128, :], gt[0, :128, :])
+
+
+def test_single_level_output_does_not_gather_the_mosaic(tmp_path: Path) -> None:
+    """With one level the last-level tasks return a bounded sample for the windows, not the block."""
+    from ngff_tiles.pipeline import WINDOW_SAMPLE, _sample
+
+    block = np.arange(3 * 1000 * 999, dtype=np.uint16).reshape(3, 1000, 999)
+    s = _sample(block)
+    assert s.size <= WINDOW_SAMPLE
+    assert not np.shares_memory(s, block)
+    out = tmp_path / "one.ome.zarr"
+    gt = truth()
+    res = convert(
+        grid_tiles(gt, (2, 3), 160, 130),
+        out,
+        pyramid=PyramidOptions(max_levels=1),
+        writer=WriterOptions(**SMALL),
+        execution=QUIET,
+    )
+    assert len(res.level_shapes) == 1
+    np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["0"][0, 0], gt[:, :290, :420])
+    window = attrs_of(out, "0.5")["ome"]["omero"]["channels"][0]["window"]
+    assert 100 <= window["start"] < window["end"] <= 50000
