@@ -152,8 +152,17 @@ def _resample(a: np.ndarray, axis: int, out: slice, lo: int, n: int, shift: floa
     return result
 
 
-def _read_corrected(bt: BlockTile, src: tuple[slice, slice, slice], corrections: Corrections) -> np.ndarray:
-    """Read ``src`` of a tile as float32 with dark and flat applied, resampled if asked."""
+def _read_corrected(
+    bt: BlockTile,
+    src: tuple[slice, slice, slice],
+    corrections: Corrections,
+    weight: np.ndarray | None,
+) -> np.ndarray:
+    """Read ``src`` of a tile as float32, corrected, resampled if asked, and weighted.
+
+    Dark is subtracted and flat divided out; the blending ``weight`` (a (y, x) array for ``src``)
+    is applied when given. Without resampling, flat and weight are applied in one multiply (the common, fast path).
+    """
     t = bt.tile
     kind = corrections.subpixel
     sy, sx = bt.shift if kind != "round" else (0.0, 0.0)
@@ -172,6 +181,12 @@ def _read_corrected(bt: BlockTile, src: tuple[slice, slice, slice], corrections:
     elif dark:
         data -= np.float32(dark)
     inv_flat = corrections.inv_flat[t.channel]
+    if not moving:
+        if weight is not None:
+            data *= weight if inv_flat is None else weight * inv_flat[src[1], src[2]]
+        elif inv_flat is not None:
+            data *= inv_flat[src[1], src[2]]
+        return data
     if inv_flat is not None:
         data *= inv_flat[region[1], region[2]]
     if moving:
@@ -183,6 +198,8 @@ def _read_corrected(bt: BlockTile, src: tuple[slice, slice, slice], corrections:
             data = _resample(data, 2, src[2], region[2].start, t.shape[2], sx, kind)
         else:
             data = data[:, :, src[2].start - region[2].start : src[2].stop - region[2].start]
+    if weight is not None:
+        data *= weight
     return data
 
 
@@ -240,23 +257,7 @@ def fuse_block(
         touched = True
         if weighted:
             w = weight_2d((t.shape[1], t.shape[2]), mode, corrections.blend_width)[src[1], src[2]]
-        if corrections.subpixel == "round":
-            # fast path: dark subtracted, then flat and weight applied in one multiply
-            data = t.source.read(src).astype(np.float32)
-            dark = corrections.dark[t.channel]
-            if isinstance(dark, np.ndarray):
-                data -= dark[src[1], src[2]]
-            elif dark:
-                data -= np.float32(dark)
-            inv_flat = corrections.inv_flat[t.channel]
-            if weighted:
-                data *= w if inv_flat is None else w * inv_flat[src[1], src[2]]
-            elif inv_flat is not None:
-                data *= inv_flat[src[1], src[2]]
-        else:
-            data = _read_corrected(bt, src, corrections)
-            if weighted:
-                data *= w
+        data = _read_corrected(bt, src, corrections, w if weighted else None)
         if weighted:
             acc[dst] += data
             wsum[dst] += w
