@@ -161,7 +161,8 @@ def _read_corrected(
     """Read ``src`` of a tile as float32, corrected, resampled if asked, and weighted.
 
     Dark is subtracted and flat divided out; the blending ``weight`` (a (y, x) array for ``src``)
-    is applied when given. Without resampling, flat and weight are applied in one multiply (the common, fast path).
+    is applied when given. Without resampling, flat and weight are applied in one multiply (the
+    common, fast path).
     """
     t = bt.tile
     kind = corrections.subpixel
