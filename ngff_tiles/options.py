@@ -14,6 +14,7 @@ __all__ = [
     "ExecutionOptions",
     "FusionOptions",
     "LayoutOptions",
+    "PlateOptions",
     "PyramidOptions",
     "ReaderOptions",
     "WriterOptions",
@@ -67,6 +68,42 @@ class LayoutOptions:
     swap_xy: bool = False
     pixel_size_um: tuple[float, float, float] | None = None
     subpixel: Literal["round", "linear", "cubic"] = "round"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlateOptions:
+    """How tiles become an HCS plate (rows, wells, fields).
+
+    Attributes
+    ----------
+    geometry
+        Plate type by well count (6, 12, 24, 48, 96, 384, 1536): all its rows and columns are
+        listed in the metadata, and stage positions can be snapped to its wells. ``None``: taken
+        from the wells found (the smallest standard plate that holds them).
+    a1_um
+        Stage (x, y) in µm of the centre of well A1, for snapping. ``None``: inferred (the well
+        grid's phase from the tile centres; the top-left occupied well is A1).
+    snap
+        Assign wells by snapping tile centres to the nearest well centre of ``geometry``, even
+        when the reader gives well hints.
+    well_map
+        CSV or JSON mapping tile names (or file names) to wells (``name,well``), overriding hints.
+    fields
+        ``"fuse"``: every well's tiles are fused into one image (field ``0``). ``"keep"``: every
+        original field is its own image, unfused, with a per-well table of field positions.
+    pad_wells
+        Pad every well's image to the largest well's shape (some viewers need equal shapes).
+    name
+        Plate name in the metadata.
+    """
+
+    geometry: int | None = None
+    a1_um: tuple[float, float] | None = None
+    snap: bool = False
+    well_map: str | None = None
+    fields: Literal["fuse", "keep"] = "fuse"
+    pad_wells: bool = False
+    name: str = "plate"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

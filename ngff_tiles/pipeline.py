@@ -27,11 +27,13 @@ import numpy as np
 from ngff_tiles.errors import LayoutError
 from ngff_tiles.fusion.kernel import BlockTile, Corrections, fuse_block, make_corrections
 from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
-from ngff_tiles.layout.place import Layout, place_tiles
+from ngff_tiles.layout.place import Layout, check_uniform, place_tiles
+from ngff_tiles.layout.plate import PlateLayout, assign_plate, plate_map
 from ngff_tiles.options import (
     ExecutionOptions,
     FusionOptions,
     LayoutOptions,
+    PlateOptions,
     PyramidOptions,
     ReaderOptions,
     WriterOptions,
@@ -43,8 +45,11 @@ from ngff_tiles.writers.ome_zarr import (
     build_omero,
     create_level_arrays,
     finalize_image,
+    finalize_plate,
     percentile_window,
     prepare_output,
+    write_plain_group,
+    write_well,
 )
 
 __all__ = ["ConvertResult", "convert", "plan"]
@@ -59,15 +64,21 @@ class ConvertResult:
     output
         The store's path.
     layout
-        Where every tile went.
+        Where every tile went (the first image's, for plates).
     level_shapes
-        (t, c, z, y, x) of every pyramid level.
+        (t, c, z, y, x) of every pyramid level (of the first image).
     seconds
         Wall time of the conversion (reading metadata excluded).
     bytes_in
         Uncompressed size of all tiles' pixels.
     blocks_written
         Number of block tasks run, all levels.
+    images
+        Store paths of the images written (``""``: the root; ``"B/3/0"`` in a plate).
+    plate
+        The plate layout, for plate output.
+    summary
+        Text description of the images (and plate map): what ``--dry-run`` prints.
     """
 
     output: Path
@@ -76,6 +87,9 @@ class ConvertResult:
     seconds: float
     bytes_in: int
     blocks_written: int
+    images: tuple[str, ...] = ("",)
+    plate: PlateLayout | None = None
+    summary: str = ""
 
     @property
     def mb_per_s(self) -> float:
@@ -177,8 +191,13 @@ def plan(
     corrections: Corrections,
     *,
     downsample_z: bool,
+    prefix: str = "",
 ) -> Plan:
-    """Build the dask graph for ``layout`` into the level ``arrays`` (level 0 first)."""
+    """Build the dask graph for ``layout`` into the level ``arrays`` (level 0 first).
+
+    ``prefix`` namespaces the task keys, so the graphs of several images (plate wells) can be
+    merged and run as one.
+    """
     block = arrays[0].block
     dtype = np.dtype(layout.dtype)
     fz = 2 if downsample_z else 1
@@ -209,7 +228,7 @@ def plan(
     for key5, tiles in sorted(index.items()):
         t, c, bz, by, bx = key5
         start, stop = bounds(0, (bz, by, bx))
-        name = f"L0-t{t}-c{c}-{bz}-{by}-{bx}"
+        name = f"{prefix}L0-t{t}-c{c}-{bz}-{by}-{bx}"
         graph[name] = (
             functools.partial(
                 _fuse_task, arrays[0], t, c, start, stop, tuple(tiles), dtype, corrections, nxt
@@ -232,7 +251,7 @@ def plan(
         for pkey, kids in sorted(parents.items()):
             t, c, bz, by, bx = pkey
             start, stop = bounds(k, (bz, by, bx))
-            name = f"L{k}-t{t}-c{c}-{bz}-{by}-{bx}"
+            name = f"{prefix}L{k}-t{t}-c{c}-{bz}-{by}-{bx}"
             offs = tuple(o for o, _ in kids)
             func = functools.partial(_gather_task, arrays[k], t, c, start, stop, offs, dtype, nxt)
             graph[name] = (func, *[n for _, n in kids])
@@ -240,7 +259,7 @@ def plan(
         keys_by_level.append(current)
 
     last = sorted(keys_by_level[-1].items())
-    windows_key = "windows"
+    windows_key = f"{prefix}windows"
     graph[windows_key] = (
         functools.partial(_windows_task, len(layout.channels), [(k5[0], k5[1]) for k5, _ in last]),
         *[n for _, n in last],
@@ -258,7 +277,7 @@ def plan(
 # running
 
 
-def _run_local(graph: Mapping[str, Any], key: str, workers: int, progress: bool, n: int) -> Any:
+def _run_local(graph: Mapping[str, Any], key: str | list[str], workers: int, progress: bool, n: int) -> Any:
     import dask.threaded
     from dask.callbacks import Callback
 
@@ -270,7 +289,7 @@ def _run_local(graph: Mapping[str, Any], key: str, workers: int, progress: bool,
 
     class _Bar(Callback):
         def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-            if key != "windows":
+            if not str(key).endswith("windows"):
                 bar.update(1)
 
     try:
@@ -323,6 +342,40 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+@dataclass(frozen=True, slots=True)
+class ImagePlan:
+    """One multiscale image of the output: its path in the store, layout and level shapes."""
+
+    path: str
+    layout: Layout
+    level_shapes: tuple[tuple[int, int, int], ...]
+
+
+def _pad(layout: Layout, shape_zyx: tuple[int, int, int]) -> Layout:
+    t, c = layout.shape[:2]
+    return dataclasses.replace(layout, shape=(t, c, *shape_zyx))
+
+
+def summarize(images: Sequence[ImagePlan], plate: PlateLayout | None) -> str:
+    """Return the dry-run text: the plate map (for plates) and every image's shape and levels."""
+    lines = []
+    if plate is not None:
+        lines.append(
+            f"plate: {len(plate.wells)} well(s) of {len(plate.rows)}×{len(plate.columns)} "
+            f"(wells from {plate.how}), up to {plate.field_count()} image(s) per well"
+        )
+        lines.append(plate_map(plate))
+    for im in images:
+        lay = im.layout
+        shape = "×".join(str(v) for v in lay.shape)
+        origin = ", ".join(f"{v:.2f}" for v in lay.origin_um)
+        lines.append(
+            f"{im.path or '.'}: {len(lay.tiles)} tile(s) -> (t,c,z,y,x) {shape}, "
+            f"{len(im.level_shapes)} level(s), origin (z,y,x) {origin} µm"
+        )
+    return "\n".join(lines)
+
+
 def convert(
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[Tile],
     output: str | os.PathLike[str],
@@ -334,9 +387,11 @@ def convert(
     pyramid: PyramidOptions | None = None,
     writer: WriterOptions | None = None,
     execution: ExecutionOptions | None = None,
+    plate: PlateOptions | None = None,
+    dry_run: bool = False,
     on_progress: Callable[[str], None] | None = None,
 ) -> ConvertResult:
-    """Fuse tiles into one multiscale OME-Zarr image.
+    """Fuse tiles into one multiscale OME-Zarr image, or an HCS plate of them.
 
     Parameters
     ----------
@@ -349,13 +404,18 @@ def convert(
         Force a reader by registry name instead of sniffing.
     reader_options, layout, fusion, pyramid, writer, execution
         Options of each stage; defaults when ``None``.
+    plate
+        Write an HCS plate (wells, fields). Plate output is also chosen when the readers give
+        well hints; ``None`` then means default plate options.
+    dry_run
+        Plan only: nothing is written; ``ConvertResult.summary`` describes what would be.
     on_progress
         Called with a one-line message at each stage (the CLI logs them).
 
     Returns
     -------
     ConvertResult
-        Output path, layout, level shapes and timings.
+        Output path, layouts, level shapes and timings.
     """
     layout_opts = layout or LayoutOptions()
     fusion_opts = fusion or FusionOptions()
@@ -368,31 +428,80 @@ def convert(
     tiles, paths = _tiles_from(inputs, reader, reader_options)
     if not tiles:
         raise LayoutError(f"{', '.join(paths) or 'input'}: no tiles found")
-    wells = {t.well for t in tiles}
-    if len(wells) > 1:
-        raise LayoutError(
-            f"{paths[0] if paths else 'input'}: tiles belong to {len(wells)} wells; "
-            "plate output is not supported yet"
-        )
-    lay = place_tiles(tiles, layout_opts)
-    say(
-        f"{len(tiles)} tiles, {len(lay.channels)} channel(s), {len(lay.time_indices)} time point(s) -> "
-        f"{lay.shape[4]}×{lay.shape[3]}×{lay.shape[2]} (x×y×z) px at {lay.pixel_size_um[2]:g} µm"
-    )
-    corrections = make_corrections(
-        fusion_opts, lay.channels, [(t.shape[1], t.shape[2]) for t in tiles], layout_opts.subpixel
-    )
-    if pyramid_opts.downsample_z and writer_opts.shards[0] % 2 and lay.shape[2] > 1:
+    check_uniform(tiles)
+    channels = list(dict.fromkeys(t.channel for t in sorted(tiles, key=lambda t: t.tile_id)))
+    times = sorted({t.time_index for t in tiles})
+    plate_layout: PlateLayout | None = None
+    if plate is not None or any(t.well is not None for t in tiles):
+        plate_layout = assign_plate(tiles, plate or PlateOptions(), layout_opts)
+        groups = [(im.path, list(im.tiles)) for im in plate_layout.images]
+    else:
+        groups = [("", tiles)]
+    layouts = [
+        (path, place_tiles(group, layout_opts, channels=channels, time_indices=times))
+        for path, group in groups
+    ]
+    if plate is not None and plate.pad_wells:
+        biggest = tuple(max(lay.spatial_shape[i] for _, lay in layouts) for i in range(3))
+        layouts = [(path, _pad(lay, (biggest[0], biggest[1], biggest[2]))) for path, lay in layouts]
+    if (
+        pyramid_opts.downsample_z
+        and writer_opts.shards[0] % 2
+        and any(lay.shape[2] > 1 for _, lay in layouts)
+    ):
         # a level pairs z-blocks two by two: the block depth must be even
         z, y, x = writer_opts.shards
         writer_opts = dataclasses.replace(writer_opts, shards=(2 * z, y, x))
         say(f"--downsample-z: shard depth {z} is odd, using {2 * z}")
-    shapes = level_shapes(
-        lay.spatial_shape,
-        writer_opts.chunks,
-        downsample_z=pyramid_opts.downsample_z,
-        max_levels=pyramid_opts.max_levels,
+    natural = [
+        level_shapes(
+            lay.spatial_shape,
+            writer_opts.chunks,
+            downsample_z=pyramid_opts.downsample_z,
+            max_levels=pyramid_opts.max_levels,
+        )
+        for _, lay in layouts
+    ]
+    n_levels = max(len(s) for s in natural)  # every image of a plate gets the same levels
+    images = [
+        ImagePlan(
+            path,
+            lay,
+            tuple(
+                level_shapes(
+                    lay.spatial_shape,
+                    writer_opts.chunks,
+                    downsample_z=pyramid_opts.downsample_z,
+                    max_levels=None,
+                    n_levels=n_levels,
+                )
+            ),
+        )
+        for path, lay in layouts
+    ]
+    first = images[0].layout
+    say(
+        f"{len(tiles)} tiles, {len(channels)} channel(s), {len(times)} time point(s), "
+        f"{len(images)} image(s); pixel {first.pixel_size_um[2]:g} µm"
     )
+    summary = summarize(images, plate_layout)
+    corrections = make_corrections(
+        fusion_opts, channels, [(t.shape[1], t.shape[2]) for t in tiles], layout_opts.subpixel
+    )
+    bytes_in = sum(math.prod(t.shape) * t.dtype.itemsize for t in tiles)
+    if dry_run:
+        return ConvertResult(
+            output=Path(output),
+            layout=first,
+            level_shapes=tuple((*first.shape[:2], *s) for s in images[0].level_shapes),
+            seconds=0.0,
+            bytes_in=bytes_in,
+            blocks_written=0,
+            images=tuple(im.path for im in images),
+            plate=plate_layout,
+            summary=summary,
+        )
+
     workers = exec_opts.max_workers or os.cpu_count() or 1
     options_record = _jsonable(
         {
@@ -400,61 +509,112 @@ def convert(
             "fusion": asdict(fusion_opts),
             "pyramid": asdict(pyramid_opts),
             "writer": {k: v for k, v in asdict(writer_opts).items() if k != "overwrite"},
+            **({"plate": asdict(plate)} if plate is not None else {}),
         }
     )
     record = _record(paths, reader, options_record, started)
     t0 = time.perf_counter()
     root = prepare_output(output, writer_opts, record)
-    arrays = create_level_arrays(
-        root,
-        shapes,
-        (lay.shape[0], lay.shape[1]),
-        lay.dtype,
-        writer_opts,
-        threads=workers,
-        downsample_z=pyramid_opts.downsample_z,
-    )
-    p = plan(lay, arrays, corrections, downsample_z=pyramid_opts.downsample_z)
-    say(f"{len(shapes)} pyramid level(s), {p.n_blocks} block task(s) on {workers} thread(s)")
-    windows = _run_local(p.graph, p.windows_key, workers, exec_opts.progress, p.n_blocks)
+    graph: dict[str, Any] = {}
+    plans: list[Plan] = []
+    for im in images:
+        arrays = create_level_arrays(
+            root / im.path if im.path else root,
+            im.level_shapes,
+            (im.layout.shape[0], im.layout.shape[1]),
+            im.layout.dtype,
+            writer_opts,
+            threads=workers,
+            downsample_z=pyramid_opts.downsample_z,
+        )
+        p = plan(
+            im.layout,
+            arrays,
+            corrections,
+            downsample_z=pyramid_opts.downsample_z,
+            prefix=f"{im.path}/" if im.path else "",
+        )
+        graph.update(p.graph)
+        plans.append(p)
+    n_blocks = sum(p.n_blocks for p in plans)
+    say(f"{n_levels} pyramid level(s), {n_blocks} block task(s) on {workers} thread(s)")
+    windows = _run_local(graph, [p.windows_key for p in plans], workers, exec_opts.progress, n_blocks)
 
     version = writer_opts.ngff_version
-    multiscales = build_multiscales(
-        name=writer_opts.name,
-        n_levels=len(shapes),
-        pixel_size_um=lay.pixel_size_um,
-        origin_um=lay.origin_um,
-        factors=p.factors,
-        version=version,
-    )
-    omero = build_omero(lay.channels, lay.dtype, windows, version, writer_opts.name)
-    record = {
-        **record,
-        "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "origin_um": list(lay.origin_um),
-        "pixel_size_um": list(lay.pixel_size_um),
-        "tiles": [
-            {
-                "id": pt.tile.tile_id,
-                "name": pt.tile.name,
-                "path": pt.tile.source.path,
-                "channel": pt.tile.channel,
-                "time_index": pt.tile.time_index,
-                "shape": list(pt.tile.shape),
-                "position_um": list(pt.tile.position_um),
-                "offset_px": list(pt.offset_px),
-            }
-            for pt in lay.tiles
-        ],
-    }
-    finalize_image(root, multiscales=multiscales, omero=omero, record=record, version=version)
+    finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    for im, p, win in zip(images, plans, windows, strict=True):
+        lay = im.layout
+        multiscales = build_multiscales(
+            name=im.path.replace("/", "_") if im.path else writer_opts.name,
+            n_levels=len(im.level_shapes),
+            pixel_size_um=lay.pixel_size_um,
+            origin_um=lay.origin_um,
+            factors=p.factors,
+            version=version,
+        )
+        omero = build_omero(lay.channels, lay.dtype, win, version, writer_opts.name)
+        image_record = {
+            **record,
+            "finished": finished,
+            "origin_um": list(lay.origin_um),
+            "pixel_size_um": list(lay.pixel_size_um),
+            "tiles": [
+                {
+                    "id": pt.tile.tile_id,
+                    "name": pt.tile.name,
+                    "path": pt.tile.source.path,
+                    "channel": pt.tile.channel,
+                    "time_index": pt.tile.time_index,
+                    "shape": list(pt.tile.shape),
+                    "position_um": list(pt.tile.position_um),
+                    "offset_px": list(pt.offset_px),
+                }
+                for pt in lay.tiles
+            ],
+        }
+        finalize_image(
+            root / im.path if im.path else root,
+            multiscales=multiscales,
+            omero=omero,
+            record=image_record,
+            version=version,
+        )
+    if plate_layout is not None:
+        by_well: dict[Any, list[ImagePlan]] = defaultdict(list)
+        for wim, im in zip(plate_layout.images, images, strict=True):
+            by_well[wim.well].append(im)
+        for well, ims in by_well.items():
+            fields: list[dict[str, Any]] = [
+                {
+                    "path": im.path.rsplit("/", 1)[1],
+                    "origin_um": list(im.layout.origin_um),
+                    "tiles": [pt.tile.name or str(pt.tile.tile_id) for pt in im.layout.tiles],
+                    "tile_positions_um": [list(pt.tile.position_um) for pt in im.layout.tiles],
+                }
+                for im in ims
+            ]
+            write_well(root / well.path, [f["path"] for f in fields], version, {"fields": fields})
+        for row in dict.fromkeys(w.row for w in plate_layout.wells):
+            write_plain_group(root / row, version)
+        finalize_plate(
+            root,
+            name=plate.name if plate is not None else "plate",
+            rows=plate_layout.rows,
+            columns=plate_layout.columns,
+            wells=[(w.row, w.column) for w in plate_layout.wells],
+            field_count=plate_layout.field_count(),
+            record={**record, "finished": finished},
+            version=version,
+        )
     seconds = time.perf_counter() - t0
-    bytes_in = sum(math.prod(t.shape) * t.dtype.itemsize for t in tiles)
     return ConvertResult(
         output=root,
-        layout=lay,
-        level_shapes=p.level_shapes,
+        layout=first,
+        level_shapes=tuple((*first.shape[:2], *s) for s in images[0].level_shapes),
         seconds=seconds,
         bytes_in=bytes_in,
-        blocks_written=p.n_blocks,
+        blocks_written=n_blocks,
+        images=tuple(im.path for im in images),
+        plate=plate_layout,
+        summary=summary,
     )

@@ -79,16 +79,23 @@ def level_shapes(
     *,
     downsample_z: bool,
     max_levels: int | None,
+    n_levels: int | None = None,
 ) -> list[tuple[int, int, int]]:
     """Return the (z, y, x) shape of every pyramid level, level 0 first.
 
-    Levels are added until the image fits one chunk in y and x (and z when downsampling z).
+    Levels are added until the image fits one chunk in y and x (and z when downsampling z), at
+    most ``max_levels``; ``n_levels`` forces an exact count instead (plates: every well the same).
     """
     shapes = [shape_zyx]
-    while max_levels is None or len(shapes) < max_levels:
+    while True:
+        if n_levels is not None:
+            if len(shapes) >= n_levels:
+                break
+        elif max_levels is not None and len(shapes) >= max_levels:
+            break
         z, y, x = shapes[-1]
         fits = y <= chunk_zyx[1] and x <= chunk_zyx[2] and (not downsample_z or z <= chunk_zyx[0])
-        if fits:
+        if fits and n_levels is None:
             break
         nz = math.ceil(z / 2) if downsample_z else z
         shapes.append((nz, math.ceil(y / 2), math.ceil(x / 2)))

@@ -23,7 +23,7 @@ from ngff_tiles.errors import LayoutError, MetadataError
 from ngff_tiles.options import LayoutOptions
 from ngff_tiles.tiles import Tile
 
-__all__ = ["Layout", "PlacedTile", "place_tiles"]
+__all__ = ["Layout", "PlacedTile", "check_uniform", "place_tiles"]
 
 _REL_TOL = 1e-6
 
@@ -96,6 +96,17 @@ class Layout:
         return (self.shape[2], self.shape[3], self.shape[4])
 
 
+def check_uniform(tiles: Sequence[Tile]) -> tuple[tuple[float, float, float], np.dtype]:
+    """Return the tiles' common pixel size and dtype; refuse mixed ones with a MetadataError."""
+    if not tiles:
+        raise LayoutError("no tiles to place")
+    dtypes = {t.dtype for t in tiles}
+    if len(dtypes) > 1:
+        names = ", ".join(sorted(str(d) for d in dtypes))
+        raise MetadataError(f"{tiles[0].source.path}: tiles have different dtypes ({names})")
+    return _common_pixel_size(tiles), tiles[0].dtype
+
+
 def _common_pixel_size(tiles: Sequence[Tile]) -> tuple[float, float, float]:
     first = tiles[0]
     for t in tiles[1:]:
@@ -120,7 +131,13 @@ def _oriented_corner(tile: Tile, options: LayoutOptions) -> tuple[float, float, 
     return (cz - ez / 2, cy - ey / 2, cx - ex / 2)
 
 
-def place_tiles(tiles: Sequence[Tile], options: LayoutOptions | None = None) -> Layout:
+def place_tiles(
+    tiles: Sequence[Tile],
+    options: LayoutOptions | None = None,
+    *,
+    channels: Sequence[str] | None = None,
+    time_indices: Sequence[int] | None = None,
+) -> Layout:
     """Place ``tiles`` in one output grid.
 
     Parameters
@@ -129,6 +146,9 @@ def place_tiles(tiles: Sequence[Tile], options: LayoutOptions | None = None) -> 
         Tiles of one image (one well, or a whole slide); several channels and time points allowed.
     options
         Orientation and pixel-size options.
+    channels, time_indices
+        The output's channel and time axes, when several images must share them (plate wells);
+        by default those of ``tiles`` (channels in order of appearance, times sorted).
 
     Returns
     -------
@@ -136,16 +156,10 @@ def place_tiles(tiles: Sequence[Tile], options: LayoutOptions | None = None) -> 
         Integer placement of every tile, output shape, origin and axes.
     """
     options = options or LayoutOptions()
-    if not tiles:
-        raise LayoutError("no tiles to place")
+    pixel, _ = check_uniform(tiles)
     ids = [t.tile_id for t in tiles]
     if len(set(ids)) != len(ids):
         raise LayoutError("tile ids are not unique")
-    dtypes = {t.dtype for t in tiles}
-    if len(dtypes) > 1:
-        names = ", ".join(sorted(str(d) for d in dtypes))
-        raise MetadataError(f"{tiles[0].source.path}: tiles have different dtypes ({names})")
-    pixel = _common_pixel_size(tiles)
     if options.pixel_size_um is not None and not all(
         math.isclose(a, b, rel_tol=_REL_TOL) for a, b in zip(options.pixel_size_um, pixel, strict=True)
     ):
@@ -156,11 +170,15 @@ def place_tiles(tiles: Sequence[Tile], options: LayoutOptions | None = None) -> 
     ordered = sorted(tiles, key=lambda t: t.tile_id)
     corners = [_oriented_corner(t, options) for t in ordered]
     origin = tuple(min(c[i] for c in corners) for i in range(3))
-    channels: list[str] = []
+    if channels is None:
+        channels = list(dict.fromkeys(t.channel for t in ordered))
+    channels = list(channels)
+    times = sorted({t.time_index for t in ordered}) if time_indices is None else list(time_indices)
     for t in ordered:
-        if t.channel not in channels:
-            channels.append(t.channel)
-    times = sorted({t.time_index for t in ordered})
+        if t.channel not in channels or t.time_index not in times:
+            raise LayoutError(
+                f"{t.source.path}: channel {t.channel!r} / time {t.time_index} not in the output axes"
+            )
     placed: list[PlacedTile] = []
     for t, corner in zip(ordered, corners, strict=True):
         # Python's round() rounds half to even; offsets are >= 0 by construction of the origin.

@@ -35,9 +35,12 @@ __all__ = [
     "codec_config",
     "create_level_arrays",
     "finalize_image",
+    "finalize_plate",
     "prepare_output",
     "read_group_attributes",
     "write_json_atomic",
+    "write_plain_group",
+    "write_well",
 ]
 
 PROVENANCE_KEY = "ngff_tiles"
@@ -429,6 +432,52 @@ def finalize_image(
     else:
         attrs = {"multiscales": [dict(multiscales)], "omero": dict(omero)}
     attrs[PROVENANCE_KEY] = prov
+    _write_group(root, attrs, version)
+
+
+def write_plain_group(root: Path, version: str) -> None:
+    """Write a group with no OME metadata (a plate row)."""
+    _write_group(root, {}, version)
+
+
+def write_well(root: Path, fields: Sequence[str], version: str, extra: Mapping[str, Any]) -> None:
+    """Write a well group: its ``well`` metadata (images = fields) and our field table."""
+    well: dict[str, Any] = {"images": [{"path": f} for f in fields], "version": version}
+    attrs: dict[str, Any] = {"ome": {"version": "0.5", "well": well}} if version == "0.5" else {"well": well}
+    attrs[PROVENANCE_KEY] = dict(extra)
+    _write_group(root, attrs, version)
+
+
+def finalize_plate(
+    root: Path,
+    *,
+    name: str,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    wells: Sequence[tuple[str, str]],
+    field_count: int,
+    record: Mapping[str, Any],
+    version: str,
+) -> None:
+    """Write the plate group's metadata: every row and column of the plate, the occupied wells.
+
+    ``wells`` are (row, column) names; ``rowIndex``/``columnIndex`` index ``rows``/``columns``.
+    This is the last write of a plate conversion.
+    """
+    plate: dict[str, Any] = {
+        "version": version,
+        "name": name,
+        "rows": [{"name": r} for r in rows],
+        "columns": [{"name": c} for c in columns],
+        "wells": [
+            {"path": f"{r}/{c}", "rowIndex": rows.index(r), "columnIndex": columns.index(c)} for r, c in wells
+        ],
+        "field_count": field_count,
+    }
+    attrs: dict[str, Any] = (
+        {"ome": {"version": "0.5", "plate": plate}} if version == "0.5" else {"plate": plate}
+    )
+    attrs[PROVENANCE_KEY] = {**record, "status": "complete"}
     _write_group(root, attrs, version)
 
 
