@@ -81,6 +81,76 @@ def _add_reader_args(p: argparse.ArgumentParser) -> None:
         help="unit of stage positions whose file does not give a length unit (e.g. OME 'reference frame')",
     )
     p.add_argument("--pixel-size", type=float, nargs="+", metavar="UM", help="pixel size in µm: XY, or Z Y X")
+    p.add_argument(
+        "--grid",
+        action="store_true",
+        help="place tiles by their row/column indices × tile size × (1 - overlap), not by stage positions",
+    )
+    p.add_argument(
+        "--positions",
+        choices=("recorded", "requested"),
+        default="recorded",
+        help="ND2: stage XY as recorded per frame (default, where present) or the requested loop points",
+    )
+
+
+def _xy(text: str) -> tuple[float, float]:
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y in µm, got {text!r}") from None
+    return (x, y)
+
+
+def _add_plate_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("plate (HCS)")
+    g.add_argument(
+        "--plate",
+        type=int,
+        choices=(6, 12, 24, 48, 96, 384, 1536),
+        metavar="WELLS",
+        help="write an HCS plate of this type; without well hints, snap stage positions to its wells",
+    )
+    g.add_argument(
+        "--a1-um", type=_xy, metavar="X,Y", help="stage position of the centre of well A1 (snapping)"
+    )
+    g.add_argument(
+        "--snap", action="store_true", help="snap positions to wells even when the reader gives wells"
+    )
+    g.add_argument("--well-map", metavar="FILE", help="CSV (name,well) or JSON mapping tile names to wells")
+    g.add_argument(
+        "--fields",
+        choices=("fuse", "keep"),
+        default="fuse",
+        help="fuse each well into one image (default) or keep every field as its own image",
+    )
+    g.add_argument(
+        "--pad-wells", action="store_true", help="pad every well image to the largest well's shape"
+    )
+    g.add_argument("--plate-name", default="plate", help="plate name in the metadata")
+
+
+def _plate_options(args: argparse.Namespace) -> Any:
+    """PlateOptions when any plate flag is given, else None (plates from well hints still work)."""
+    from ngff_tiles.options import PlateOptions
+
+    if (
+        args.plate is None
+        and args.well_map is None
+        and not args.snap
+        and args.fields == "fuse"
+        and not args.pad_wells
+    ):
+        return None
+    return PlateOptions(
+        geometry=args.plate,
+        a1_um=args.a1_um,
+        snap=args.snap,
+        well_map=args.well_map,
+        fields=args.fields,
+        pad_wells=args.pad_wells,
+        name=args.plate_name,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -155,13 +225,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-levels", type=int, metavar="N", help="at most N pyramid levels")
     g.add_argument("--name", default="image", help="image name in the metadata")
     g.add_argument("--validate", action="store_true", help="validate the output after writing")
+    _add_plate_args(c)
+    g.add_argument("--dry-run", action="store_true", help="print the layout (and plate map) without writing")
     g = c.add_argument_group("execution")
     g.add_argument("--max-workers", type=int, metavar="N", help="threads (default: one per core)")
     _add_common(c)
 
-    i = sub.add_parser("info", help="list the tiles an input holds, and which reader reads it")
+    i = sub.add_parser("info", help="list the tiles an input holds, which reader reads it, and the plate map")
     i.add_argument("inputs", nargs="+", metavar="INPUT")
     _add_reader_args(i)
+    _add_plate_args(i)
     _add_common(i)
 
     v = sub.add_parser("validate", help="check a store against the NGFF schemas and semantic rules")
@@ -186,7 +259,12 @@ def _reader_options(args: argparse.Namespace) -> Any:
     px = tuple(args.pixel_size) if args.pixel_size else None
     if px is not None and len(px) not in (1, 2, 3):
         raise NgffTilesError(f"--pixel-size takes 1 (xy), 2 (y x) or 3 (z y x) values, got {len(px)}")
-    return ReaderOptions(position_unit=args.position_unit, pixel_size_um=px)
+    return ReaderOptions(
+        position_unit=args.position_unit,
+        pixel_size_um=px,
+        grid_layout=bool(getattr(args, "grid", False)),
+        positions=getattr(args, "positions", "recorded"),
+    )
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -227,8 +305,14 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             name=args.name,
         ),
         execution=ExecutionOptions(max_workers=args.max_workers, progress=not args.quiet),
+        plate=_plate_options(args),
+        dry_run=args.dry_run,
         on_progress=log.info,
     )
+    if args.dry_run:
+        print(result.summary)
+        print(f"(dry run: nothing written to {result.output})")
+        return 0
     log.warning(
         "wrote %s: %d level(s), level 0 %s (t,c,z,y,x), %.1f MB in %.1f s (%.0f MB/s)",
         result.output,
@@ -261,9 +345,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from ngff_tiles.readers import get_reader, guess_reader
 
     opts = _reader_options(args)
+    everything = []
     for path in args.inputs:
         rd = get_reader(args.reader) if args.reader else guess_reader(path)
         tiles = rd.tiles(path, opts)
+        everything.extend(tiles)
         print(f"{path}: reader {rd.name}, {len(tiles)} tile(s)")
         print(
             f"{'id':>5} {'name':<24} {'channel':<12} {'t':>3} {'shape (z,y,x)':<18} {'dtype':<8} "
@@ -278,6 +364,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
                 f"{t.tile_id:>5} {t.name[:24]:<24} {t.channel[:12]:<12} {t.time_index:>3} {shape:<18} "
                 f"{t.dtype!s:<8} {px:<24} {pos}{well}"
             )
+    plate = _plate_options(args)
+    if plate is not None or any(t.well is not None for t in everything):
+        import dataclasses
+
+        from ngff_tiles.layout.plate import assign_plate, plate_map
+        from ngff_tiles.options import PlateOptions
+
+        renumbered = [dataclasses.replace(t, tile_id=i) for i, t in enumerate(everything)]
+        layout = assign_plate(renumbered, plate or PlateOptions())
+        fields = "fields" if (plate and plate.fields == "keep") else "images"
+        print(f"\nplate map ({len(layout.wells)} well(s), {fields} per well; wells from {layout.how}):")
+        print(plate_map(layout))
     return 0
 
 

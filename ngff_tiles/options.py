@@ -38,10 +38,22 @@ class ReaderOptions:
         (e.g. OME ``"reference frame"``); ``None`` makes such positions an error.
     pixel_size_um
         Override of the (y, x) or (z, y, x) pixel size, for files that lack it.
+    grid_layout
+        Place tiles on a regular grid from their row/column indices (NDTiff ``row``/``column``
+        axes or ``GridRowIndex``/``GridColumnIndex``) instead of stage positions: tile (r, c) goes
+        to (r, c) × tile size × (1 - overlap), the overlap taken from ``GridPixelOverlapY/X``
+        (0 when absent). For datasets without usable stage positions.
+    positions
+        ND2 only: ``"recorded"`` (default) takes each frame's stage XY as recorded during the
+        acquisition (``events()``: ``X Coord [µm]``/``Y Coord [µm]``) where the file has it, else
+        the requested loop point; ``"requested"`` always takes the experiment's XYPosLoop points
+        (or the global position of a single-position file).
     """
 
     position_unit: str | None = None
     pixel_size_um: tuple[float, ...] | None = None
+    grid_layout: bool = False
+    positions: Literal["recorded", "requested"] = "recorded"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
