@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -198,8 +198,18 @@ class ExecutionOptions:
         Threads for the local dask scheduler (``None``: one per core).
     progress
         Show a progress bar on stderr.
+    scheduler
+        Address of a running ``dask.distributed`` scheduler (``tcp://host:port``) to run on.
+    workers
+        Start a ``dask.distributed`` ``LocalCluster`` of this many worker processes on 127.0.0.1
+        for the conversion (closed afterwards). The library never starts a cluster otherwise.
+    resume
+        Continue an interrupted conversion into the same output: blocks recorded as written are
+        read back instead of recomputed; the result is identical to an uninterrupted run.
     """
 
     max_workers: int | None = None
     progress: bool = True
-    extra: dict[str, object] = field(default_factory=dict)
+    scheduler: str | None = None
+    workers: int | None = None
+    resume: bool = False

@@ -15,6 +15,7 @@ import functools
 import itertools
 import math
 import os
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ngff_tiles.errors import LayoutError
+from ngff_tiles.errors import LayoutError, MissingDependencyError, NgffTilesError
 from ngff_tiles.fusion.kernel import BlockTile, Corrections, fuse_block, make_corrections
 from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
 from ngff_tiles.layout.place import Layout, check_uniform, place_tiles
@@ -40,6 +41,7 @@ from ngff_tiles.options import (
 )
 from ngff_tiles.tiles import Tile
 from ngff_tiles.writers.ome_zarr import (
+    DONE_DIR,
     LevelArray,
     build_multiscales,
     build_omero,
@@ -111,7 +113,28 @@ def _sample(block: np.ndarray) -> np.ndarray:
     return np.array(block.reshape(-1)[::step])
 
 
+def _mark_done(marker: str | None) -> None:
+    """Record that a block is written (for ``--resume``): an empty file, created atomically."""
+    if marker is not None:
+        with open(marker, "x"):
+            pass
+
+
+def _reload_task(
+    array: LevelArray,
+    t: int,
+    c: int,
+    start: tuple[int, int, int],
+    stop: tuple[int, int, int],
+    next_factors: tuple[int, int, int] | None,
+) -> np.ndarray:
+    """On resume: read back a block written before the interruption, for the levels above."""
+    block = array.read(t, c, start, stop)[...]
+    return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
+
+
 def _fuse_task(
+    marker: str | None,
     array: LevelArray,
     t: int,
     c: int,
@@ -126,10 +149,12 @@ def _fuse_task(
     if block is None:
         return None
     array.write(t, c, start, block)
+    _mark_done(marker)
     return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
 
 
 def _gather_task(
+    marker: str | None,
     array: LevelArray,
     t: int,
     c: int,
@@ -149,6 +174,7 @@ def _gather_task(
                 off[0] : off[0] + ch.shape[0], off[1] : off[1] + ch.shape[1], off[2] : off[2] + ch.shape[2]
             ] = ch
     array.write(t, c, start, block)
+    _mark_done(marker)
     return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
 
 
@@ -192,12 +218,26 @@ def plan(
     *,
     downsample_z: bool,
     prefix: str = "",
+    done_dir: Path | None = None,
+    done: frozenset[str] = frozenset(),
 ) -> Plan:
     """Build the dask graph for ``layout`` into the level ``arrays`` (level 0 first).
 
     ``prefix`` namespaces the task keys, so the graphs of several images (plate wells) can be
-    merged and run as one.
+    merged and run as one. With ``done_dir``, every block task records its key there once its
+    block is written; keys in ``done`` (from an interrupted run) become read-back tasks.
     """
+
+    def marker(name: str) -> str | None:
+        return None if done_dir is None else str(done_dir / name.replace("/", "__"))
+
+    def reload_or(
+        task: tuple[Any, ...], name: str, level: int, t: int, c: int, start: Any, stop: Any, nxt: Any
+    ) -> Any:
+        if name.replace("/", "__") in done:
+            return (functools.partial(_reload_task, arrays[level], t, c, start, stop, nxt),)
+        return task
+
     block = arrays[0].block
     dtype = np.dtype(layout.dtype)
     fz = 2 if downsample_z else 1
@@ -229,11 +269,10 @@ def plan(
         t, c, bz, by, bx = key5
         start, stop = bounds(0, (bz, by, bx))
         name = f"{prefix}L0-t{t}-c{c}-{bz}-{by}-{bx}"
-        graph[name] = (
-            functools.partial(
-                _fuse_task, arrays[0], t, c, start, stop, tuple(tiles), dtype, corrections, nxt
-            ),
+        fuse = functools.partial(
+            _fuse_task, marker(name), arrays[0], t, c, start, stop, tuple(tiles), dtype, corrections, nxt
         )
+        graph[name] = reload_or((fuse,), name, 0, t, c, start, stop, nxt)
         level0[key5] = name
     keys_by_level.append(level0)
 
@@ -253,8 +292,10 @@ def plan(
             start, stop = bounds(k, (bz, by, bx))
             name = f"{prefix}L{k}-t{t}-c{c}-{bz}-{by}-{bx}"
             offs = tuple(o for o, _ in kids)
-            func = functools.partial(_gather_task, arrays[k], t, c, start, stop, offs, dtype, nxt)
-            graph[name] = (func, *[n for _, n in kids])
+            func = functools.partial(
+                _gather_task, marker(name), arrays[k], t, c, start, stop, offs, dtype, nxt
+            )
+            graph[name] = reload_or((func, *[n for _, n in kids]), name, k, t, c, start, stop, nxt)
             current[pkey] = name
         keys_by_level.append(current)
 
@@ -297,6 +338,42 @@ def _run_local(graph: Mapping[str, Any], key: str | list[str], workers: int, pro
             return dask.threaded.get(dict(graph), key, num_workers=workers)
     finally:
         bar.close()
+
+
+def _run_distributed(graph: Mapping[str, Any], keys: list[str], options: ExecutionOptions) -> Any:
+    """Run the graph on a dask.distributed cluster: the given scheduler, or a LocalCluster we start."""
+    try:
+        import distributed
+    except ImportError:
+        raise MissingDependencyError(
+            "--scheduler/--workers need dask.distributed: pip install 'ngff-tiles[distributed]'"
+        ) from None
+    dd: Any = distributed  # untyped library: keep mypy's strict checks on our side of the calls
+    cluster: Any = None
+    client: Any
+    if options.scheduler is not None:
+        try:
+            client = dd.Client(options.scheduler, timeout="10s")
+        except OSError as exc:
+            raise NgffTilesError(f"{options.scheduler}: cannot reach the dask scheduler: {exc}") from None
+    else:
+        cluster = dd.LocalCluster(
+            n_workers=options.workers or 1,
+            threads_per_worker=options.max_workers or 1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+        client = dd.Client(cluster)
+    try:
+        futures = client.get(dict(graph), keys, sync=False)
+        if options.progress:
+            dd.progress(futures)
+        return client.gather(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _tiles_from(
@@ -514,7 +591,11 @@ def convert(
     )
     record = _record(paths, reader, options_record, started)
     t0 = time.perf_counter()
-    root = prepare_output(output, writer_opts, record)
+    root = prepare_output(output, writer_opts, record, resume=exec_opts.resume)
+    done_dir = root / DONE_DIR
+    done = frozenset(p.name for p in done_dir.iterdir()) if exec_opts.resume else frozenset()
+    if done:
+        say(f"resuming: {len(done)} block(s) already written")
     graph: dict[str, Any] = {}
     plans: list[Plan] = []
     for im in images:
@@ -526,6 +607,7 @@ def convert(
             writer_opts,
             threads=workers,
             downsample_z=pyramid_opts.downsample_z,
+            resume=exec_opts.resume,
         )
         p = plan(
             im.layout,
@@ -533,12 +615,18 @@ def convert(
             corrections,
             downsample_z=pyramid_opts.downsample_z,
             prefix=f"{im.path}/" if im.path else "",
+            done_dir=done_dir,
+            done=done,
         )
         graph.update(p.graph)
         plans.append(p)
     n_blocks = sum(p.n_blocks for p in plans)
     say(f"{n_levels} pyramid level(s), {n_blocks} block task(s) on {workers} thread(s)")
-    windows = _run_local(graph, [p.windows_key for p in plans], workers, exec_opts.progress, n_blocks)
+    keys = [p.windows_key for p in plans]
+    if exec_opts.scheduler is not None or exec_opts.workers is not None:
+        windows = _run_distributed(graph, keys, exec_opts)
+    else:
+        windows = _run_local(graph, keys, workers, exec_opts.progress, n_blocks)
 
     version = writer_opts.ngff_version
     finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
@@ -606,6 +694,7 @@ def convert(
             record={**record, "finished": finished},
             version=version,
         )
+    shutil.rmtree(done_dir, ignore_errors=True)  # complete: the record of written blocks is no longer needed
     seconds = time.perf_counter() - t0
     return ConvertResult(
         output=root,

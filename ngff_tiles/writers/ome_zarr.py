@@ -28,6 +28,7 @@ from ngff_tiles.options import WriterOptions
 
 __all__ = [
     "AXES",
+    "DONE_DIR",
     "PROVENANCE_KEY",
     "LevelArray",
     "build_multiscales",
@@ -94,13 +95,39 @@ def _write_group(root: Path, attrs: Mapping[str, Any], version: str) -> None:
         write_json_atomic(root / ".zattrs", attrs)
 
 
-def prepare_output(path: str | os.PathLike[str], options: WriterOptions, record: Mapping[str, Any]) -> Path:
+DONE_DIR = ".ngff_tiles_done"
+"""Folder in the store where block tasks record what they wrote (removed once complete)."""
+
+
+def _check_resumable(root: Path, record: Mapping[str, Any]) -> None:
+    old = (read_group_attributes(root) or {}).get(PROVENANCE_KEY)
+    if not isinstance(old, dict):
+        raise OutputExistsError(f"{root}: not a store written by ngff-tiles; nothing to resume")
+    if old.get("status") == "complete":
+        raise OutputExistsError(f"{root}: conversion is complete; nothing to resume (--overwrite redoes it)")
+    for key in ("inputs", "options", "reader"):
+        if old.get(key) != record.get(key):
+            raise OutputExistsError(
+                f"{root}: the interrupted conversion used other {key} than this one; "
+                "resume with the same inputs and options, or use --overwrite"
+            )
+
+
+def prepare_output(
+    path: str | os.PathLike[str], options: WriterOptions, record: Mapping[str, Any], *, resume: bool = False
+) -> Path:
     """Check the output path, remove a previous output of ours if asked, and mark the new one incomplete.
 
     An existing path is replaced only with ``overwrite=True`` and only when it is an empty directory
     or a store that ngff-tiles wrote (it carries our provenance record); anything else is refused.
+    With ``resume=True`` an existing incomplete store of ours, from the same inputs and options, is
+    kept as it is.
     """
     root = Path(path)
+    if resume and root.is_dir() and not root.is_symlink():
+        _check_resumable(root, record)
+        (root / DONE_DIR).mkdir(exist_ok=True)
+        return root
     if root.exists() or root.is_symlink():
         if not options.overwrite:
             raise OutputExistsError(f"{root}: output exists; pass --overwrite to replace it")
@@ -118,6 +145,7 @@ def prepare_output(path: str | os.PathLike[str], options: WriterOptions, record:
     except OSError as exc:
         raise NgffTilesError(f"{root}: cannot create output: {exc.strerror or exc}") from exc
     _write_group(root, {PROVENANCE_KEY: {**record, "status": "incomplete"}}, options.ngff_version)
+    (root / DONE_DIR).mkdir()
     return root
 
 
@@ -228,6 +256,7 @@ def create_level_arrays(
     threads: int,
     *,
     downsample_z: bool = False,
+    resume: bool = False,
 ) -> list[LevelArray]:
     """Create one array per pyramid level under ``root`` (paths ``"0"``, ``"1"``, ...)."""
     import tensorstore as ts
@@ -298,9 +327,14 @@ def create_level_arrays(
                 },
             }
         try:
-            ts.open(spec, create=True, context=_context(threads)).result()
+            if resume and (Path(path) / ("zarr.json" if zarr_format == 3 else ".zarray")).is_file():
+                # tensorstore checks that the existing array's metadata equals ``spec``'s
+                ts.open(spec, open=True, context=_context(threads)).result()
+            else:
+                ts.open(spec, create=True, context=_context(threads)).result()
         except Exception as exc:
-            raise NgffTilesError(f"{path}: cannot create array: {exc}") from exc
+            what = "resume into" if resume else "create"
+            raise NgffTilesError(f"{path}: cannot {what} array: {exc}") from exc
         open_spec = {k2: v for k2, v in spec.items() if k2 != "metadata"}
         levels.append(
             LevelArray(
