@@ -3,7 +3,7 @@
 Exit codes
 ----------
 0  success
-1  the output (``validate``) has problems
+1  the output has problems (``validate``, ``verify``, ``convert --validate/--verify``)
 2  bad input or usage: unreadable/corrupt files, missing positions, existing output, ...
 3  unexpected internal error (a bug: please report it with ``--debug`` output)
 130  interrupted (Ctrl-C); a conversion's output is left marked incomplete
@@ -26,7 +26,7 @@ log = logging.getLogger("ngff_tiles")
 
 EXIT_CODES = """exit codes:
   0    success
-  1    validate: the store has problems
+  1    validate, verify (or convert --validate/--verify): the store has problems
   2    bad input or usage (corrupt file, missing positions, existing output, ...)
   3    unexpected internal error (rerun with --debug and report it)
   130  interrupted; a partial output stays marked incomplete
@@ -225,10 +225,20 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--max-levels", type=int, metavar="N", help="at most N pyramid levels")
     g.add_argument("--name", default="image", help="image name in the metadata")
     g.add_argument("--validate", action="store_true", help="validate the output after writing")
+    g.add_argument(
+        "--verify",
+        action="store_true",
+        help="read the output back after writing: chunks present and decodable, pyramid, metadata",
+    )
     _add_plate_args(c)
     g.add_argument("--dry-run", action="store_true", help="print the layout (and plate map) without writing")
     g = c.add_argument_group("execution")
     g.add_argument("--max-workers", type=int, metavar="N", help="threads (default: one per core)")
+    g.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on a dask.distributed scheduler (tcp://host:port)"
+    )
+    g.add_argument("--workers", type=int, metavar="N", help="start a LocalCluster of N worker processes")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted conversion into OUTPUT")
     _add_common(c)
 
     i = sub.add_parser("info", help="list the tiles an input holds, which reader reads it, and the plate map")
@@ -240,7 +250,45 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a store against the NGFF schemas and semantic rules")
     v.add_argument("store", metavar="STORE")
     v.add_argument("--strict", action="store_true", help="use the strict schemas")
+    v.add_argument(
+        "--viewers",
+        action="store_true",
+        help="also warn about what napari, Neuroglancer, vizarr or Fiji will reject or show wrongly",
+    )
     _add_common(v)
+
+    y = sub.add_parser(
+        "verify",
+        help="read an output back: every expected chunk present and decodable, pyramid, metadata",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    y.add_argument("store", metavar="STORE")
+    y.add_argument(
+        "--sample-blocks",
+        type=_sample_blocks,
+        default=None,
+        metavar="N|all",
+        help="pyramid blocks per level recomputed from the level below (default: all)",
+    )
+    _add_common(y)
+
+    s = sub.add_parser(
+        "serve",
+        help="serve a store (or a folder of stores) over HTTP for web viewers, and print their links",
+    )
+    s.add_argument("store", metavar="STORE", help="an OME-Zarr store or a folder of stores")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    s.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    s.add_argument("--neuroglancer-url", metavar="URL", help="Neuroglancer deployment for the links")
+    s.add_argument("--vizarr-url", metavar="URL", help="vizarr deployment for the links")
+    _add_common(s)
+
+    w = sub.add_parser("view", help="open a store in napari (needs the 'napari' extra)")
+    w.add_argument("store", metavar="STORE")
+    _add_common(w)
 
     r = sub.add_parser("readers", help="list readers, or which reader claims PATH")
     r.add_argument("path", nargs="?", metavar="PATH")
@@ -304,7 +352,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             name=args.name,
         ),
-        execution=ExecutionOptions(max_workers=args.max_workers, progress=not args.quiet),
+        execution=ExecutionOptions(
+            max_workers=args.max_workers,
+            progress=not args.quiet,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            resume=args.resume,
+        ),
         plate=_plate_options(args),
         dry_run=args.dry_run,
         on_progress=log.info,
@@ -322,22 +376,83 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         result.seconds,
         result.mb_per_s,
     )
-    if args.validate:
-        return _validate(str(result.output), strict=False)
+    code = _validate(str(result.output), strict=False) if args.validate else 0
+    if args.verify:
+        code = max(
+            code, _verify(str(result.output), sample_blocks=None, quiet=args.quiet, verbose=args.verbose)
+        )
+    return code
+
+
+def _sample_blocks(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of blocks or 'all', got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of blocks >= 0 or 'all', got {text!r}")
+    return n
+
+
+def _verify(store: str, sample_blocks: int | None, quiet: bool, verbose: int) -> int:
+    from ngff_tiles.verify import verify_store
+
+    report = verify_store(store, sample_blocks=sample_blocks, progress=not quiet)
+    for p in report.problems:
+        print(f"error: {p}", file=sys.stderr)
+    if verbose or not quiet:
+        for w in report.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+    if not report.ok:
+        print(f"{store}: {report.summary()}", file=sys.stderr)
+        return 1
+    print(f"{store}: {report.summary()}")
     return 0
 
 
-def _validate(store: str, strict: bool) -> int:
+def _validate(store: str, strict: bool, viewers: bool = False) -> int:
     from ngff_tiles.metadata.validate import validate_store
 
     problems = validate_store(store, strict=strict)
     errors = [p for p in problems if p.severity == "error"]
     for p in problems:
         print(f"{p.severity}: {store}/{p.where}: {p.message}".replace("//", "/"), file=sys.stderr)
+    notes = ""
+    if viewers:
+        from ngff_tiles.metadata.viewers import check_viewers
+
+        found = check_viewers(store)
+        for n in found:
+            where = f"{store.rstrip('/')}/{n.where}".rstrip("/")
+            print(f"{n.severity}: {where}: [{', '.join(n.viewers)}] {n.message}", file=sys.stderr)
+        n_warn = sum(n.severity == "warning" for n in found)
+        notes = f"; viewers: {n_warn} warning(s), {len(found) - n_warn} note(s)"
     if errors:
-        print(f"{store}: {len(errors)} error(s)", file=sys.stderr)
+        print(f"{store}: {len(errors)} error(s){notes}", file=sys.stderr)
         return 1
-    print(f"{store}: valid OME-NGFF ({len(problems)} warning(s))")
+    print(f"{store}: valid OME-NGFF ({len(problems)} warning(s){notes})")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ngff_tiles.serve import NEUROGLANCER_URL, VIZARR_URL, serve
+
+    serve(
+        args.store,
+        host=args.host,
+        port=args.port,
+        neuroglancer=args.neuroglancer_url or NEUROGLANCER_URL,
+        vizarr=args.vizarr_url or VIZARR_URL,
+    )
+    return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from ngff_tiles.view import view
+
+    view(args.store)
     return 0
 
 
@@ -426,10 +541,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if code == 0:
         print(f"\nOutput: {out.resolve()}")
         print(f"  check it:     ngff-tiles validate {out}")
-        print(f"  napari:       napari --plugin napari-ome-zarr {out}")
-        print(
-            "  Neuroglancer: serve the folder with CORS + Range and open zarr3://http://HOST:PORT/demo.ome.zarr"
-        )
+        print(f"  napari:       ngff-tiles view {out}")
+        print(f"  web viewers:  ngff-tiles serve {out}   (prints Neuroglancer and vizarr links)")
     return code
 
 
@@ -452,7 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {
         "convert": _cmd_convert,
         "info": _cmd_info,
-        "validate": lambda a: _validate(a.store, a.strict),
+        "validate": lambda a: _validate(a.store, a.strict, a.viewers),
+        "verify": lambda a: _verify(a.store, a.sample_blocks, a.quiet, a.verbose),
+        "serve": _cmd_serve,
+        "view": _cmd_view,
         "readers": _cmd_readers,
         "demo": _cmd_demo,
     }

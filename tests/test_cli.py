@@ -119,8 +119,8 @@ def test_mm_sample_lands_at_stage_positions(
         0.0,
         0.0,
         0.0,
-        -32.0,
-        -32.0,
+        -64.0,  # stage positions are frame centres: corner = stage - 32
+        -64.0,
     ]
     with tifffile.TiffFile(next(mm.glob("*Pos_000_000.ome.tif"))) as tf:
         series = tf.series[0].asarray()  # (R, T, Z, C, Y, X)
@@ -130,7 +130,7 @@ def test_mm_sample_lands_at_stage_positions(
     labels = [ch["label"] for ch in attrs["omero"]["channels"]]
     for r, pos in enumerate(index):
         x, y = pos["DeviceCoordinatesUm"]["XY"]
-        oy, ox = int(y + 32), int(x + 32)  # 1 µm pixels, origin (-32, -32)
+        oy, ox = int(y + 32), int(x + 32)  # 1 µm pixels: corner (stage - 32) minus origin (-64)
         for t in range(2):
             for c, name in enumerate(labels):
                 src_c = channel_order.index(name)

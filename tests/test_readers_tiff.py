@@ -515,7 +515,9 @@ def test_ome_reader_on_mm_sample_dedups_fileset(mm_dir: Path) -> None:
     mm = {(t.name, t.channel, t.time_index): t.position_um for t in MMStackReader().tiles(str(mm_dir), OPTS)}
     for tile in tiles:
         label = tile.name.split("_MMStack_")[1]
-        assert mm[(label, tile.channel, tile.time_index)] == tile.position_um
+        # OME positions are taken as corners, Micro-Manager's as frame centres (64 px of 1 µm)
+        z, y, x = tile.position_um
+        assert mm[(label, tile.channel, tile.time_index)] == (z, y - 32.0, x - 32.0)
     assert tiles[0].pixel_size_um == (5.0, 1.0, 1.0)
 
 
@@ -536,8 +538,8 @@ def test_mm_sample_tiles(mm_dir: Path) -> None:
     assert {t.channel for t in tiles} == {"Cy5", "DAPI"}
     assert {t.time_index for t in tiles} == {0, 1}
     for tile in tiles:
-        x, y = expected[tile.name]
-        assert tile.position_um == (0.0, y, x)
+        x, y = expected[tile.name]  # the stage position is the centre of the 64×64 µm frame
+        assert tile.position_um == (0.0, y - 32.0, x - 32.0)
         assert tile.shape == (2, 64, 64)
         assert tile.dtype == np.uint16
         assert tile.pixel_size_um == (5.0, 1.0, 1.0)
@@ -576,7 +578,7 @@ def test_mm_single_file_gives_whole_dataset_matched_by_index(mm_dir: Path) -> No
     assert len(tiles) == 16
     pos3 = [t for t in tiles if t.extra["position_index"] == 3]
     assert {t.name for t in pos3} == {"1-Pos_000_001"}
-    assert all(t.position_um == (0.0, 32.0, -32.0) for t in pos3)
+    assert all(t.position_um == (0.0, 32.0 - 32.0, -32.0 - 32.0) for t in pos3)  # centre -> corner
     assert all(Path(t.source.path) == one for t in pos3)
 
 

@@ -44,6 +44,8 @@ _BUILTIN: dict[str, str] = {
     "tileconfig": "ngff_tiles.readers.tiff:TileConfigReader",
     "mmstack": "ngff_tiles.readers.tiff:MMStackReader",
     "ome-tiff": "ngff_tiles.readers.tiff:OmeTiffReader",
+    "ndtiff": "ngff_tiles.readers.ndtiff:NDTiffReader",
+    "nd2": "ngff_tiles.readers.nd2:ND2Reader",
 }
 
 

@@ -1307,10 +1307,12 @@ def _mm_summary_position(
 class MMStackReader(BaseReader):
     """Micro-Manager multi-position "MMStack" OME-TIFF datasets (MM 1.4 and 2.0).
 
-    Source convention: stage position = pixel (0, 0) of the frame. Each position's
-    ``XPositionUm``/``YPositionUm``/``ZPositionUm`` from the per-plane MicroManagerMetadata tag
-    (51123) of its first stored plane (lowest time, channel, slice) is taken as the tile's corner
-    (index 0), in µm; all channels and time points of a position share it. Without those keys the
+    Source convention: Micro-Manager's stage position is the centre of the frame (the stage
+    position at which the optical axis meets the image centre, as AcqEngJ's tiling and the NDTiff
+    reader assume), so the tile's corner (index 0) is the position minus half the frame in x and y.
+    Each position's ``XPositionUm``/``YPositionUm``/``ZPositionUm`` from the per-plane
+    MicroManagerMetadata tag (51123) of its first stored plane (lowest time, channel, slice) is
+    used, in µm; all channels and time points of a position share it. Without those keys the
     Summary's ``InitialPositionList`` (1.4) or ``StagePositions`` (2.0) is used. Frames are matched
     to positions by the index map's position index (the ``PositionIndex``), never by file order;
     names come from the position list's ``Label`` (else the plane's ``PositionName``). Pixel size:
@@ -1434,6 +1436,11 @@ class MMStackReader(BaseReader):
                         continue
                     stack = [p for p in planes if p is not None]
                     source, dtype, shape = _make_source(stack, 0, files, where)
+                    corner = (  # the stage position is the frame centre
+                        position[0],
+                        position[1] - shape[1] * pixel_size[1] / 2,
+                        position[2] - shape[2] * pixel_size[2] / 2,
+                    )
                     channel = str(ch_names[c]) if isinstance(ch_names, list) and c < len(ch_names) else str(c)
                     tiles.append(
                         Tile(
@@ -1441,7 +1448,7 @@ class MMStackReader(BaseReader):
                             source=source,
                             shape=shape,
                             dtype=dtype,
-                            position_um=position,
+                            position_um=corner,
                             pixel_size_um=pixel_size,
                             channel=channel,
                             time_index=t,

@@ -90,8 +90,10 @@ def write_plate(spec: PlateSpec, directory: str | Path) -> SyntheticPlate:
         cx = spec.a1_um[0] + (col - 1) * geometry.pitch_um + jx + ex
         cy = spec.a1_um[1] + r * geometry.pitch_um + jy + ey
         step = [spec.tile_shape[i] * spec.pixel_size_um[i] * (1 - spec.overlap) for i in (1, 2)]
-        extent = [step[0] * (spec.fields[0] - 1) + spec.tile_shape[1] * spec.pixel_size_um[1],
-                  step[1] * (spec.fields[1] - 1) + spec.tile_shape[2] * spec.pixel_size_um[2]]
+        extent = [
+            step[0] * (spec.fields[0] - 1) + spec.tile_shape[1] * spec.pixel_size_um[1],
+            step[1] * (spec.fields[1] - 1) + spec.tile_shape[2] * spec.pixel_size_um[2],
+        ]
         well_spec = SyntheticSpec(
             grid=spec.fields,
             tile_shape=spec.tile_shape,
