@@ -27,13 +27,22 @@ def _pair_sum(a: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Sum neighbouring pairs along ``axis``; return sums and the 1-D count per output index."""
     n = a.shape[axis]
     half = n // 2
-    even = np.take(a, np.arange(0, 2 * half, 2), axis=axis)
-    odd = np.take(a, np.arange(1, 2 * half, 2), axis=axis)
-    s = even + odd
+
+    def take(sl: slice) -> np.ndarray:  # a strided view along ``axis``: no copy
+        index = [slice(None)] * a.ndim
+        index[axis] = sl
+        return a[tuple(index)]
+
+    out_shape = list(a.shape)
+    out_shape[axis] = math.ceil(n / 2)
+    s = np.empty(out_shape, dtype=a.dtype)
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(0, half)
+    np.add(take(slice(0, 2 * half, 2)), take(slice(1, 2 * half, 2)), out=s[tuple(index)])
     count = np.full(math.ceil(n / 2), 2, dtype=np.int64)
     if n % 2:
-        last = np.take(a, [n - 1], axis=axis)
-        s = np.concatenate([s, last], axis=axis)
+        index[axis] = slice(half, half + 1)
+        s[tuple(index)] = take(slice(n - 1, n))
         count[-1] = 1
     return s, count
 
@@ -55,7 +64,9 @@ def downsample_mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     """
     if len(factors) != block.ndim or any(f not in (1, 2) for f in factors):
         raise ValueError(f"Expected factors of 1 or 2 per axis, got {factors} for a {block.ndim}-D block")
-    acc = block.astype(_accumulator(block.dtype), copy=False)
+    if all(f == 1 for f in factors):
+        return block.copy()
+    acc = block.astype(_accumulator(block.dtype), copy=False)  # pair sums below never write into it
     count: np.ndarray = np.ones((1,) * block.ndim, dtype=np.int64)
     for axis, f in enumerate(factors):
         if f == 1:
@@ -65,8 +76,10 @@ def downsample_mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
         shape[axis] = c.size
         count = count * c.reshape(shape)
     if block.dtype.kind in "ui":
-        c = count.astype(acc.dtype)
-        out = (acc + c // 2) // c
+        # counts are products of 1s and 2s: dividing (with floor) is a right shift
+        shift = np.log2(count).astype(acc.dtype)
+        acc += (np.ones_like(shift) << shift) >> 1
+        out = acc >> shift
     else:
         out = acc / count
     result: np.ndarray = out.astype(block.dtype, copy=False)
