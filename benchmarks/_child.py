@@ -13,6 +13,17 @@ and ``bytes_in``. Config ``mode``:
     What a user would write by hand: tifffile reads every tile, numpy pastes it into one full
     array (last tile wins, offsets rounded from the OME positions), then
     ``ome_zarr.writer.write_image(image, group, axes="yx")`` with ome-zarr's defaults.
+``ngff-plate``
+    ``ngff_tiles.convert(wells, out, plate=PlateOptions(geometry, fields))`` of a synthetic plate
+    (``data``: the plate folder, one sub-folder per well, ``B03``) with linear blending and the
+    plate's dark and flat images.
+``iohub``
+    Run by the interpreter of iohub's own venv (this file needs only the standard library at
+    import): every tile of every well folder (``B03``) becomes one field of an HCS plate written
+    with ``iohub.ngff.open_ome_zarr(layout="hcs")``, ``create_position(row, col, field)`` and
+    ``create_image("0", tile)``, scale and translation from the tile's OME-XML; no fusion, no
+    correction, iohub's defaults otherwise; one level, or ``levels`` with
+    ``position.compute_pyramid(levels, method="mean", dims={"y", "x"})``.
 """
 
 from __future__ import annotations
@@ -144,10 +155,106 @@ def run_baseline(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "read_paste_seconds": t_read, "bytes_in": bytes_in, "shape": [height, width]}
 
 
+def run_ngff_plate(cfg: dict[str, Any]) -> dict[str, Any]:
+    import re
+
+    import tifffile
+
+    from ngff_tiles import convert
+    from ngff_tiles.options import ExecutionOptions, FusionOptions, PlateOptions, WriterOptions
+
+    data = Path(cfg["data"])
+    t0 = time.perf_counter()
+    inputs = sorted(str(d) for d in data.iterdir() if d.is_dir() and re.fullmatch(r"[A-Z]+\d+", d.name))
+    dark = tifffile.imread(Path(inputs[0]) / "dark.tif")  # every well shares the same dark/flat
+    flat = tifffile.imread(Path(inputs[0]) / "flat.tif")
+    result = convert(
+        inputs,
+        cfg["out"],
+        plate=PlateOptions(geometry=cfg.get("geometry", 96), fields=cfg.get("fields", "fuse")),
+        fusion=FusionOptions(blend=cfg.get("blend", "linear"), dark=dark, flat=flat),
+        writer=WriterOptions(ngff_version=cfg.get("version", "0.5")),
+        execution=ExecutionOptions(max_workers=cfg.get("workers"), progress=False),
+    )
+    seconds = time.perf_counter() - t0
+    return {
+        "seconds": seconds,
+        "convert_seconds": result.seconds,
+        "bytes_in": result.bytes_in,
+        "images": len(result.images),
+        "level_shapes": [list(s) for s in result.level_shapes],
+        "blocks": result.blocks_written,
+    }
+
+
+def _ome_tile(path: Path) -> tuple[Any, list[str], list[float], list[float]]:
+    """Read one OME-TIFF tile: (t, c, z, y, x) pixels, channel names, (z, y, x) µm size, corner."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        ome = tifffile.xml2dict(tf.ome_metadata)["OME"]
+        image = ome["Image"][0] if isinstance(ome["Image"], list) else ome["Image"]
+        pixels = image["Pixels"]
+        channels = pixels["Channel"] if isinstance(pixels["Channel"], list) else [pixels["Channel"]]
+        plane = pixels["Plane"][0] if isinstance(pixels["Plane"], list) else pixels["Plane"]
+        data = tf.asarray()
+    nc, nz = int(pixels["SizeC"]), int(pixels["SizeZ"])
+    data = data.reshape(1, nc, nz, int(pixels["SizeY"]), int(pixels["SizeX"]))  # pages: C, then Z
+    names = [str(c.get("Name", f"C{i}")) for i, c in enumerate(channels)]
+    size = [float(pixels.get(f"PhysicalSize{a}", 1.0)) for a in "ZYX"]
+    corner = [float(plane.get(f"Position{a}", 0.0)) for a in "ZYX"]
+    return data, names, size, corner
+
+
+def run_iohub(cfg: dict[str, Any]) -> dict[str, Any]:
+    import re
+
+    from iohub.ngff import open_ome_zarr
+    from iohub.ngff.models import TransformationMeta
+
+    data = Path(cfg["data"])
+    levels = int(cfg.get("levels", 1))
+    t0 = time.perf_counter()
+    wells = sorted(d for d in data.iterdir() if d.is_dir() and re.fullmatch(r"[A-Z]+\d+", d.name))
+    plate = None
+    bytes_in = 0
+    fields = 0
+    for well in wells:
+        row = well.name.rstrip("0123456789")
+        col = str(int(well.name[len(row) :]))
+        for i, tile in enumerate(sorted(well.glob("*.ome.tif"))):
+            pixels, names, size, corner = _ome_tile(tile)
+            if plate is None:
+                plate = open_ome_zarr(cfg["out"], layout="hcs", mode="w-", channel_names=names)
+            position = plate.create_position(row, col, str(i))
+            transform = [
+                TransformationMeta(type="scale", scale=[1.0, 1.0, *size]),
+                TransformationMeta(type="translation", translation=[0.0, 0.0, *corner]),
+            ]
+            position.create_image("0", pixels, transform=transform)
+            if levels > 1:
+                position.compute_pyramid(levels=levels, method="mean", dims={"y", "x"})
+            bytes_in += pixels.nbytes
+            fields += 1
+    if plate is not None:
+        plate.close()
+    seconds = time.perf_counter() - t0
+    from importlib import metadata
+
+    return {
+        "seconds": seconds,
+        "bytes_in": bytes_in,
+        "images": fields,
+        "levels": levels,
+        "iohub": metadata.version("iohub"),
+    }
+
+
 def main(argv: list[str]) -> int:
     cfg = json.loads(argv[0])
     t_start = time.perf_counter()
-    runner = {"ngff": run_ngff, "baseline": run_baseline}[cfg["mode"]]
+    runners = {"ngff": run_ngff, "baseline": run_baseline, "ngff-plate": run_ngff_plate, "iohub": run_iohub}
+    runner = runners[cfg["mode"]]
     res = runner(cfg)
     res["process_seconds"] = time.perf_counter() - t_start
     res["peak_rss_mb"] = _peak_rss_mb()

@@ -113,12 +113,17 @@ class Run:
         return self.bytes_in / 1e6 / self.seconds
 
 
-def run_child(config: dict[str, Any], *, timeout: float | None = None) -> dict[str, Any]:
-    """Run ``_child.py`` with ``config`` in a fresh interpreter; return the result it printed."""
+def run_child(
+    config: dict[str, Any], *, timeout: float | None = None, python: str | None = None
+) -> dict[str, Any]:
+    """Run ``_child.py`` with ``config`` in a fresh interpreter; return the result it printed.
+
+    ``python``: the interpreter (a peer's own venv); this one when ``None``.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     proc = subprocess.run(
-        [sys.executable, str(CHILD), json.dumps(config)],
+        [python or sys.executable, str(CHILD), json.dumps(config)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -134,10 +139,10 @@ def run_child(config: dict[str, Any], *, timeout: float | None = None) -> dict[s
     )
 
 
-def measure(label: str, config: dict[str, Any], repeat: int) -> Run:
+def measure(label: str, config: dict[str, Any], repeat: int, *, python: str | None = None) -> Run:
     """Run ``config`` ``repeat`` times (output deleted and ``sync`` before each); keep the fastest.
 
-    Peak RSS is reported from that same fastest run.
+    Peak RSS is reported from that same fastest run. ``python``: as in :func:`run_child`.
     """
     out = Path(config["out"])
     best: dict[str, Any] | None = None
@@ -148,7 +153,7 @@ def measure(label: str, config: dict[str, Any], repeat: int) -> Run:
             shutil.rmtree(out)
         # flush dirty pages (earlier outputs, fresh data) so their writeback does not land in this run
         os.sync()
-        res = run_child(config)
+        res = run_child(config, python=python)
         times.append(float(res["seconds"]))
         if best is None or res["seconds"] < best["seconds"]:
             best = res

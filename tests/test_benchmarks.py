@@ -82,3 +82,35 @@ def test_memory_tiny_parses(tmp_path: Path) -> None:
     for row in rows:
         assert all(v > 0 for v in numbers(row, ["input GB", "seconds", "input MB/s", "peak RSS MB"]))
     assert not list((tmp_path / "out").iterdir())  # outputs removed unless --keep
+
+
+def test_plate_tiny_runs_fast_and_parses(tmp_path: Path) -> None:
+    """bench_plate.py on 2 wells of 2×2 fields of 128²; iohub only when its venv is already there."""
+    t0 = time.perf_counter()
+    out = run_script(
+        "bench_plate.py",
+        "--wells", "2", "--tile", "128", "--workdir", str(tmp_path), "--psnr-wells", "2", "--no-install",
+        timeout=120,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 20, f"tiny plate benchmark took {elapsed:.1f} s"
+    assert "machine:" in out
+    rows = parse_table(out)
+    labels = [r["approach"] for r in rows]
+    assert labels[:2] == ["ngff-tiles fuse", "ngff-tiles keep"]
+    if labels[2:]:  # its venv was there
+        assert labels[2:] == ["iohub (fields)", "iohub (fields) + pyramid"]
+        assert rows[2]["speed vs iohub"] == "1.00x"
+        assert "iohub (fields): 8 images (one per field), 1 level each" in out
+    else:
+        assert "iohub: NOT RUN" in out
+    for row in rows:
+        assert all(v > 0 for v in numbers(row, ["seconds", "input MB/s", "peak RSS MB", "output MB"])), row
+    # the fused wells are scored against the ground truth: at the rounding noise floor
+    psnr, floor = (float(v) for v in rows[0]["PSNR dB (floor)"].replace("(", " ").rstrip(")").split())
+    assert psnr >= floor - 1.5, rows[0]
+    assert rows[1]["PSNR dB (floor)"] == "-"
+    assert "ngff-tiles fuse: 2 images" in out
+    assert "ngff-tiles keep: 8 images" in out
+    assert (tmp_path / "data" / "plate96_w2_f2x2_t128_o0.150" / "spec.json").is_file()
+    assert not list((tmp_path / "out").iterdir())  # outputs removed unless --keep
