@@ -127,7 +127,11 @@ def test_sigkill_midway_then_resume_is_identical(tiles: Path, tmp_path: Path) ->
         )
     said: list[str] = []
     resumed = convert(
-        tiles, out, writer=SMALL, execution=ExecutionOptions(progress=False, resume=True), on_progress=said.append
+        tiles,
+        out,
+        writer=SMALL,
+        execution=ExecutionOptions(progress=False, resume=True),
+        on_progress=said.append,
     )
     assert f"resuming: {written} block(s) already written" in said  # read back, not recomputed
     assert resumed.blocks_written == reference.blocks_written
