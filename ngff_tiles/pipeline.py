@@ -133,6 +133,21 @@ def _reload_task(
     return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
 
 
+def _write_and_pass_up(
+    array: LevelArray,
+    marker: str | None,
+    t: int,
+    c: int,
+    start: tuple[int, int, int],
+    block: np.ndarray,
+    next_factors: tuple[int, int, int] | None,
+) -> np.ndarray:
+    """Write a block, record it for ``--resume``, and return what the level above needs."""
+    array.write(t, c, start, block)
+    _mark_done(marker)
+    return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
+
+
 def _fuse_task(
     marker: str | None,
     array: LevelArray,
@@ -148,9 +163,7 @@ def _fuse_task(
     block = fuse_block(tiles, start, stop, dtype, corrections)
     if block is None:
         return None
-    array.write(t, c, start, block)
-    _mark_done(marker)
-    return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
+    return _write_and_pass_up(array, marker, t, c, start, block, next_factors)
 
 
 def _gather_task(
@@ -173,9 +186,7 @@ def _gather_task(
             block[
                 off[0] : off[0] + ch.shape[0], off[1] : off[1] + ch.shape[1], off[2] : off[2] + ch.shape[2]
             ] = ch
-    array.write(t, c, start, block)
-    _mark_done(marker)
-    return _sample(block) if next_factors is None else downsample_mean(block, next_factors)
+    return _write_and_pass_up(array, marker, t, c, start, block, next_factors)
 
 
 def _windows_task(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -99,6 +99,7 @@ class RawFileSource(FrameSource):
     """Uncompressed pixels stored contiguously in a file, as (z, y, x) planes at given offsets.
 
     Reads only the rows of a region (one ``pread`` per plane), so fusion can fetch overlaps cheaply.
+    Interleaved multi-sample planes (RGB) are read whole-row and one sample is returned.
 
     Parameters
     ----------
@@ -110,13 +111,27 @@ class RawFileSource(FrameSource):
         (y, x) plane shape.
     dtype
         Stored dtype, with byte order.
+    samples
+        Interleaved samples per pixel (3 for RGB).
+    sample
+        The sample this source returns.
     """
 
-    def __init__(self, file: str, offsets: list[int], shape: tuple[int, int], dtype: Any) -> None:
+    def __init__(
+        self,
+        file: str,
+        offsets: Sequence[int],
+        shape: tuple[int, int],
+        dtype: Any,
+        samples: int = 1,
+        sample: int = 0,
+    ) -> None:
         self._file = os.fspath(file)
         self._offsets = [int(o) for o in offsets]
         self._plane = (int(shape[0]), int(shape[1]))
         self._dtype = np.dtype(dtype)
+        self._samples = int(samples)
+        self._sample = int(sample)
 
     @property
     def path(self) -> str:
@@ -127,11 +142,10 @@ class RawFileSource(FrameSource):
 
     def _read(self, region: Region) -> np.ndarray:
         zs, ys, xs = region
-        nx = self._plane[1]
-        item = self._dtype.itemsize
-        row_bytes = nx * item
-        out = np.empty((zs.stop - zs.start, ys.stop - ys.start, nx), dtype=self._dtype)
-        nbytes = (ys.stop - ys.start) * row_bytes
+        ny, nx = ys.stop - ys.start, self._plane[1]
+        row_bytes = nx * self._samples * self._dtype.itemsize
+        nbytes = ny * row_bytes
+        planes = np.empty((zs.stop - zs.start, ny, nx * self._samples), dtype=self._dtype)
         try:
             fd = os.open(self._file, os.O_RDONLY)
         except OSError as exc:
@@ -139,15 +153,23 @@ class RawFileSource(FrameSource):
         try:
             for k, z in enumerate(range(zs.start, zs.stop)):
                 start = self._offsets[z] + ys.start * row_bytes
-                buf = memoryview(out[k]).cast("B")
-                got = os.preadv(fd, [buf], start) if nbytes else 0
+                got = os.preadv(fd, [memoryview(planes[k]).cast("B")], start) if nbytes else 0
                 if got != nbytes:
                     raise SourceError(
-                        f"{self._file}: truncated: expected {nbytes} bytes at offset {start}, got {got}"
+                        f"{self._file}: truncated: expected {nbytes} bytes of pixels at offset {start}, "
+                        f"got {got}"
                     )
         finally:
             os.close(fd)
-        out = out[:, :, xs]
+        if self._samples > 1:
+            out = np.ascontiguousarray(
+                planes.reshape(len(planes), ny, nx, self._samples)[:, :, xs, self._sample]
+            )
+        else:
+            out = planes[:, :, xs]
         if not self._dtype.isnative:
             out = out.astype(self._dtype.newbyteorder("="))
         return out
+
+    def __repr__(self) -> str:
+        return f"RawFileSource({self._file!r}, {len(self._offsets)} planes, sample={self._sample})"

@@ -41,8 +41,9 @@ Source convention
   (1 − ``GridPixelOverlapY/X`` / tile size).
 
 Pixels are read lazily, by region: NDTiff pixels are uncompressed by specification, so
-:class:`NDTiffFrameSource` reads just the rows of a region at the offset the index gives (one
-``pread`` per plane). The tests check its pixels against ndtiff's ``read_image`` for every sample.
+:class:`~ngff_tiles.readers._base.RawFileSource` reads just the rows of a region at the offset
+the index gives (one ``pread`` per plane). The tests check its pixels against ndtiff's
+``read_image`` for every sample.
 """
 
 from __future__ import annotations
@@ -65,13 +66,12 @@ import numpy as np
 
 from ngff_tiles.errors import MetadataError, MissingDependencyError, NgffTilesError, SourceError
 from ngff_tiles.options import ReaderOptions
-from ngff_tiles.readers._base import BaseReader
-from ngff_tiles.tiles import FrameSource, Region, Tile, Well
+from ngff_tiles.readers._base import BaseReader, RawFileSource
+from ngff_tiles.tiles import Tile, Well
 
 __all__ = [
     "INDEX_NAME",
     "NDTIFF_MAGIC",
-    "NDTiffFrameSource",
     "NDTiffReader",
     "nearest_signed_permutation",
     "parse_well_name",
@@ -235,80 +235,6 @@ def _ndtiff_tifs(folder: Path, limit: int | None = None) -> list[Path]:
 
 # --------------------------------------------------------------------------------------------
 # pixels
-
-
-class NDTiffFrameSource(FrameSource):
-    """A (z, y, x) stack of uncompressed NDTiff planes of one file, read by region.
-
-    Parameters
-    ----------
-    file
-        The TIFF holding the planes.
-    offsets
-        Byte offset of each z plane's pixels (from ``NDTiff.index``).
-    shape
-        (y, x) plane shape.
-    dtype
-        Stored dtype with byte order (``"<u2"``, ``"u1"``).
-    samples
-        Samples per pixel (3 for RGB).
-    sample
-        The sample this source returns.
-    """
-
-    def __init__(
-        self,
-        file: str,
-        offsets: Sequence[int],
-        shape: tuple[int, int],
-        dtype: Any,
-        samples: int = 1,
-        sample: int = 0,
-    ) -> None:
-        self._file = os.fspath(file)
-        self._offsets = [int(o) for o in offsets]
-        self._plane = (int(shape[0]), int(shape[1]))
-        self._dtype = np.dtype(dtype)
-        self._samples = int(samples)
-        self._sample = int(sample)
-
-    @property
-    def path(self) -> str:
-        """The TIFF file."""
-        return self._file
-
-    def shape_hint(self) -> tuple[int, int, int]:
-        """The (z, y, x) shape of the stack."""
-        return (len(self._offsets), *self._plane)
-
-    def _read(self, region: Region) -> np.ndarray:
-        zs, ys, xs = region
-        ny = ys.stop - ys.start
-        width = self._plane[1]
-        row_bytes = width * self._samples * self._dtype.itemsize
-        nbytes = ny * row_bytes
-        buf = np.empty((ny, width * self._samples), dtype=self._dtype)
-        out = np.empty((zs.stop - zs.start, ny, xs.stop - xs.start), dtype=self._dtype.newbyteorder("="))
-        try:
-            fd = os.open(self._file, os.O_RDONLY)
-        except OSError as exc:
-            raise SourceError(f"{self._file}: cannot open: {exc.strerror}") from None
-        try:
-            for k, z in enumerate(range(zs.start, zs.stop)):
-                start = self._offsets[z] + ys.start * row_bytes
-                got = os.preadv(fd, [buf.data.cast("B")], start)
-                if got != nbytes:
-                    raise SourceError(
-                        f"{self._file}: truncated: expected {nbytes} bytes of pixels at offset {start}, "
-                        f"got {got}"
-                    )
-                out[k] = buf.reshape(ny, width, self._samples)[:, xs, self._sample]
-        finally:
-            os.close(fd)
-        return out
-
-    def __repr__(self) -> str:
-        return f"NDTiffFrameSource({self._file!r}, {len(self._offsets)} planes, sample={self._sample})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -767,7 +693,7 @@ class NDTiffReader(BaseReader):
                         sources.append(([z], f))
             for part, file in sources:
                 z_first = part[0]
-                source = NDTiffFrameSource(
+                source = RawFileSource(
                     file,
                     [g.planes[z].pixel_offset for z in part],
                     (height, width),
