@@ -37,13 +37,41 @@ def dataset_name(grid: tuple[int, int], tile: int, overlap: float, z: int = 1) -
     return f"g{grid[0]}x{grid[1]}_t{tile}{zs}_o{overlap:.3f}"
 
 
+def specimen_fingerprint(spec: Any) -> str:
+    """A digest of the synthetic specimen the current code draws for ``spec``.
+
+    The ground truth is recomputed from ``ngff_tiles.testing.synthetic`` at comparison time, so
+    cached tiles are only valid while that code draws the same specimen: a coarse sample over
+    about 6 mm and a fine patch at the pixel size, rounded to 0.01 photons.
+    """
+    import hashlib
+
+    import numpy as np
+
+    from ngff_tiles.testing.synthetic import sample
+
+    nz = spec.tile_shape[0]
+    zs = min(nz, 4)
+    coarse = sample(
+        spec,
+        spec.origin_um,
+        (zs, 256, 256),
+        step_um=(spec.pixel_size_um[0] * max(1, nz // zs), 23.0, 23.0),
+    )
+    fine = sample(spec, spec.origin_um, (1, 128, 128))
+    values = np.round(np.concatenate([coarse.ravel(), fine.ravel()]).astype(np.float64), 2)
+    return hashlib.sha256(values.tobytes()).hexdigest()[:16]
+
+
 def ensure_dataset(
     workdir: Path, grid: tuple[int, int], tile: int, overlap: float, z: int = 1, *, quiet: bool = False
 ) -> tuple[Path, int]:
     """Write the synthetic dataset once (cached by parameters); return its folder and input bytes.
 
-    The cache is valid when ``spec.json`` next to the tiles holds the same spec; it is written
-    after every tile, so an interrupted generation is redone.
+    The cache is valid when ``spec.json`` next to the tiles holds the same spec and
+    ``specimen.txt`` the :func:`specimen_fingerprint` of the current code (so that tiles and the
+    ground truth computed later agree); both are written after every tile, so an interrupted
+    generation is redone.
     """
     from ngff_tiles.testing.synthetic import SyntheticSpec, write_dataset
 
@@ -52,8 +80,15 @@ def ensure_dataset(
     )
     folder = workdir / "data" / dataset_name(grid, tile, overlap, z)
     marker = folder / "spec.json"
+    specimen = folder / "specimen.txt"
     wanted = json.dumps(spec.to_dict(), sort_keys=True)
-    if not (marker.is_file() and marker.read_text() == wanted):
+    fingerprint = specimen_fingerprint(spec)
+    valid = marker.is_file() and marker.read_text() == wanted
+    if valid and not (specimen.is_file() and specimen.read_text() == fingerprint):
+        valid = False
+        if not quiet:
+            print(f"the synthetic specimen changed since {folder} was written: regenerating", flush=True)
+    if not valid:
         if folder.exists():
             shutil.rmtree(folder)
         if not quiet:
@@ -62,6 +97,7 @@ def ensure_dataset(
             )
         t0 = time.perf_counter()
         write_dataset(spec, folder)
+        specimen.write_text(fingerprint)
         marker.write_text(wanted)
         if not quiet:
             print(f"  generated in {time.perf_counter() - t0:.1f} s", flush=True)

@@ -114,3 +114,43 @@ def test_plate_tiny_runs_fast_and_parses(tmp_path: Path) -> None:
     assert "ngff-tiles keep: 8 images" in out
     assert (tmp_path / "data" / "plate96_w2_f2x2_t128_o0.150" / "spec.json").is_file()
     assert not list((tmp_path / "out").iterdir())  # outputs removed unless --keep
+
+
+def test_peers_tiny_no_peers_runs_fast_and_parses(tmp_path: Path) -> None:
+    """bench_peers.py on tiny W2D and W3D grids without the peers' venvs: tables, ratios, PSNR."""
+    t0 = time.perf_counter()
+    out = run_script(
+        "bench_peers.py",
+        "--grid", "2", "--tile", "256", "--workdir", str(tmp_path), "--no-peers",
+        "--w3d", "--w3d-grid", "2", "--w3d-tile", "128", "--w3d-z", "4", "--w3d-peer-grids", "baseline=1",
+        timeout=120,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 20, f"tiny peers benchmark took {elapsed:.1f} s"
+    assert "machine:" in out
+    assert "ngff-zarr: skipped (--no-peers)" in out
+    assert "multiview-stitcher: skipped (--no-peers)" in out
+    w2d, w3d = out.split("## W2D", 1)[1].split("## W3D", 1)
+    rows = parse_table(w2d)
+    assert [(r["approach"], r["grid"]) for r in rows] == [
+        ("ngff-tiles", "2x2"),
+        ("baseline (tifffile+ome-zarr)", "2x2"),
+    ]
+    for row in rows:
+        cols = ["input MB", "seconds", "input MB/s", "peak RSS MB", "output MB", "ngff-tiles faster by"]
+        assert all(v > 0 for v in numbers(row, cols)), row
+    assert rows[0]["ngff-tiles faster by"] == "1.00x"
+    # ngff-tiles blends overlaps: at or above the single-tile floor on the same windows
+    psnr, floor = (float(v) for v in rows[0]["PSNR dB (floor)"].replace("(", " ").rstrip(")").split())
+    assert psnr >= floor - 0.5, rows[0]
+    # the baseline does no dark/flat correction: far below
+    assert float(rows[1]["PSNR dB (floor)"].split()[0]) < floor - 5
+    # W3D: the baseline on a 1x1 grid is compared with ngff-tiles on the same 1x1 grid
+    rows3 = parse_table(w3d)
+    assert [(r["approach"], r["grid"]) for r in rows3] == [
+        ("ngff-tiles", "2x2"),
+        ("baseline (tifffile+ome-zarr)", "1x1"),
+        ("ngff-tiles", "1x1"),
+    ]
+    assert rows3[2]["ngff-tiles faster by"] == "1.00x"
+    assert not list((tmp_path / "out").iterdir())  # outputs removed unless --keep
