@@ -157,8 +157,8 @@ def _fuse_task(
     stop: tuple[int, int, int],
     tiles: Sequence[BlockTile],
     dtype: np.dtype,
-    corrections: Corrections,
     next_factors: tuple[int, int, int] | None,
+    corrections: Corrections,
 ) -> np.ndarray | None:
     block = fuse_block(tiles, start, stop, dtype, corrections)
     if block is None:
@@ -265,7 +265,10 @@ def plan(
                 BlockTile(p.tile, p.offset_px, (p.fraction_px[1], p.fraction_px[2]))
             )
 
-    graph: dict[str, Any] = {}
+    # dark/flat images go into the graph once; every level-0 task depends on this key, so a
+    # distributed run ships them to each worker once instead of pickling them into every task
+    corrections_key = f"{prefix}corrections"
+    graph: dict[str, Any] = {corrections_key: corrections}
     keys_by_level: list[dict[tuple[int, int, int, int, int], str]] = []
 
     def bounds(level: int, b: tuple[int, int, int]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -281,9 +284,9 @@ def plan(
         start, stop = bounds(0, (bz, by, bx))
         name = f"{prefix}L0-t{t}-c{c}-{bz}-{by}-{bx}"
         fuse = functools.partial(
-            _fuse_task, marker(name), arrays[0], t, c, start, stop, tuple(tiles), dtype, corrections, nxt
+            _fuse_task, marker(name), arrays[0], t, c, start, stop, tuple(tiles), dtype, nxt
         )
-        graph[name] = reload_or((fuse,), name, 0, t, c, start, stop, nxt)
+        graph[name] = reload_or((fuse, corrections_key), name, 0, t, c, start, stop, nxt)
         level0[key5] = name
     keys_by_level.append(level0)
 
@@ -319,7 +322,7 @@ def plan(
     return Plan(
         graph=graph,
         windows_key=windows_key,
-        n_blocks=len(graph) - 1,
+        n_blocks=len(graph) - 2,
         level_shapes=tuple(a.shape for a in arrays),
         factors=factors,
     )
@@ -341,7 +344,7 @@ def _run_local(graph: Mapping[str, Any], key: str | list[str], workers: int, pro
 
     class _Bar(Callback):
         def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-            if not str(key).endswith("windows"):
+            if not str(key).endswith(("windows", "corrections")):
                 bar.update(1)
 
     try:
