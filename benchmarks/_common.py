@@ -148,6 +148,18 @@ class Run:
     def mb_per_s(self) -> float:
         return self.bytes_in / 1e6 / self.seconds
 
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready data: the measured figures, then the child's extra results."""
+        return {
+            "approach": self.label,
+            "seconds": self.seconds,
+            "mb_per_s": self.mb_per_s,
+            "peak_rss_mb": self.peak_rss_mb,
+            "output_bytes": self.out_bytes,
+            "bytes_in": self.bytes_in,
+            **{k: v for k, v in self.extra.items() if k not in ("seconds", "peak_rss_mb", "bytes_in")},
+        }
+
 
 def run_child(
     config: dict[str, Any], *, timeout: float | None = None, python: str | None = None

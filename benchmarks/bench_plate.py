@@ -461,22 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps(
                 {
-                    "runs": [
-                        {
-                            "approach": r.label,
-                            "seconds": r.seconds,
-                            "mb_per_s": r.mb_per_s,
-                            "peak_rss_mb": r.peak_rss_mb,
-                            "output_bytes": r.out_bytes,
-                            "bytes_in": r.bytes_in,
-                            **{
-                                k: v
-                                for k, v in r.extra.items()
-                                if k not in ("seconds", "peak_rss_mb", "bytes_in")
-                            },
-                        }
-                        for r in runs
-                    ],
+                    "runs": [r.to_dict() for r in runs],
                     "psnr": [{"well": w, "psnr": p, "grid_floor": f} for w, p, f in scores],
                     "peer": peer_note,
                 },

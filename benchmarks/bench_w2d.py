@@ -179,22 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(
             json.dumps(
-                [
-                    {
-                        "approach": r.label,
-                        "seconds": r.seconds,
-                        "mb_per_s": r.mb_per_s,
-                        "peak_rss_mb": r.peak_rss_mb,
-                        "output_bytes": r.out_bytes,
-                        "bytes_in": r.bytes_in,
-                        **{
-                            k: v
-                            for k, v in r.extra.items()
-                            if k not in ("seconds", "peak_rss_mb", "bytes_in")
-                        },
-                    }
-                    for r in runs
-                ],
+                [r.to_dict() for r in runs],
                 indent=1,
             )
         )
