@@ -175,3 +175,66 @@ def test_subpixel_resampling_puts_a_ramp_at_its_exact_position(kind: str) -> Non
     )
     assert rounded is not None
     np.testing.assert_allclose(rounded[inner] - expect[None][inner], 3 * 0.3 - 2 * 0.4, atol=1e-3)
+
+
+def _whole_block_reference(bts: list[BlockTile], start, stop, corr) -> np.ndarray:
+    """The straightforward kernel: accumulate every tile over the whole block, then divide."""
+    from ngff_tiles.fusion import kernel
+
+    ordered = list(reversed(bts)) if corr.blend == "first" else bts
+    hits = []
+    for bt in ordered:
+        hit = kernel._intersect(bt.offset, bt.tile.shape, start, stop)
+        if hit is not None:
+            hits.append((bt, *hit))
+    shape = tuple(b - a for a, b in zip(start, stop, strict=True))
+    return kernel._fuse_whole(hits, shape, np.dtype(np.uint16), corr)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cosine", "mean", "max", "first", "last"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cells_of_constant_coverage_match_the_whole_block_kernel(mode: str, seed: int) -> None:
+    """fuse_block cuts a block at tile edges and blends only where tiles overlap; the result must
+    equal accumulating every tile over the whole block (weighted modes: up to the rounding of
+    ``x * w / w``, 1 grey level). Tiles differ in z extent, so cells are cut in z too."""
+    rng = np.random.default_rng(seed)
+    bts = []
+    for i in range(6):
+        shape = (int(rng.integers(2, 5)), int(rng.integers(8, 30)), int(rng.integers(8, 30)))
+        data = rng.integers(0, 5000, shape).astype(np.uint16)
+        offset = (int(rng.integers(0, 3)), int(rng.integers(-5, 25)), int(rng.integers(-5, 25)))
+        bts.append(BlockTile(make_tile(i, data, (0, 0)), offset))
+    dark = 7.0
+    corr = make_corrections(FusionOptions(blend=mode, dark=dark), ["0"], [bt.tile.shape[1:] for bt in bts])
+    start, stop = (0, 2, 3), (5, 40, 37)
+    got = fuse_block(bts, start, stop, np.dtype(np.uint16), corr)
+    assert got is not None
+    want = _whole_block_reference(bts, start, stop, corr)
+    diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+    if mode in ("max", "first", "last"):
+        assert np.array_equal(got, want)
+    else:
+        assert diff.max() <= 1
+        assert (diff > 0).mean() < 0.01
+    # A pixel no tile covers stays 0; every covered pixel got a value from a covering tile.
+    assert (got > 0).any()
+
+
+def test_blocks_touched_by_very_many_tiles_fall_back_to_the_whole_block_kernel() -> None:
+    from ngff_tiles.fusion import kernel
+
+    rng = np.random.default_rng(3)
+    offsets = [(0, int(rng.integers(-4, 40)), int(rng.integers(-4, 40))) for _ in range(60)]
+    bts = [
+        BlockTile(make_tile(i, np.full((1, 5, 5), 100 + i, np.uint16), (0, 0)), o)
+        for i, o in enumerate(offsets)
+    ]
+    hits = [kernel._intersect(bt.offset, bt.tile.shape, (0, 0, 0), (1, 40, 40)) for bt in bts]
+    assert kernel._cells([h[1] for h in hits if h], (1, 40, 40), limit=64 + 8 * 60) is None
+    corr = make_corrections(FusionOptions(blend="last"), ["0"], [(5, 5)])
+    out = fuse_block(bts, (0, 0, 0), (1, 40, 40), np.dtype(np.uint16), corr)
+    assert out is not None
+    want = np.zeros((40, 40), np.uint16)
+    for i, (_, y, x) in enumerate(offsets):
+        want[max(y, 0) : max(y + 5, 0), max(x, 0) : max(x + 5, 0)] = 100 + i
+    assert np.array_equal(out[0], want)

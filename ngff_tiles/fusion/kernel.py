@@ -175,12 +175,16 @@ def _read_corrected(
         region = (src[0], ry, rx)
     else:
         region = src
-    data = t.source.read(region).astype(np.float32)
+    raw = t.source.read(region)
     dark = corrections.dark[t.channel]
+    # Converting and subtracting in one pass gives the same float32 values as astype-then-subtract.
+    data: np.ndarray
     if isinstance(dark, np.ndarray):
-        data -= dark[region[1], region[2]]
+        data = np.subtract(raw, dark[region[1], region[2]], dtype=np.float32)
     elif dark:
-        data -= np.float32(dark)
+        data = np.subtract(raw, np.float32(dark), dtype=np.float32)
+    else:
+        data = raw.astype(np.float32)
     inv_flat = corrections.inv_flat[t.channel]
     if not moving:
         if weight is not None:
@@ -204,12 +208,59 @@ def _read_corrected(
     return data
 
 
-def _cast(acc: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        np.rint(acc, out=acc)
-        np.clip(acc, info.min, info.max, out=acc)
-    return acc.astype(dtype)
+def _cast_into(out: np.ndarray, values: np.ndarray) -> None:
+    """Round and clip float32 ``values`` (in place) to ``out``'s dtype and store them in ``out``."""
+    if out.dtype.kind in "ui":
+        info = np.iinfo(out.dtype)
+        np.rint(values, out=values)
+        np.clip(values, info.min, info.max, out=values)
+    np.copyto(out, values, casting="unsafe")
+
+
+def _cells(
+    boxes: Sequence[tuple[slice, slice, slice]], shape: Sequence[int], limit: int
+) -> list[tuple[tuple[slice, slice, slice], list[int]]] | None:
+    """Cut a block into boxes of constant coverage by the tiles' destination ``boxes``.
+
+    Returns each covered cell with the indices of the boxes covering it, in the given order. The
+    cells come from the boxes' edges, so a block touched by ``n`` tiles has at most ``(2n+1)^3``.
+    """
+    cuts = []
+    for axis in range(3):
+        edges = {0, int(shape[axis])}
+        for box in boxes:
+            edges.update((box[axis].start, box[axis].stop))
+        cuts.append(sorted(edges))
+    if math.prod(len(c) - 1 for c in cuts) > limit:
+        return None
+    cells = []
+    for z0, z1 in zip(cuts[0], cuts[0][1:], strict=False):
+        for y0, y1 in zip(cuts[1], cuts[1][1:], strict=False):
+            for x0, x1 in zip(cuts[2], cuts[2][1:], strict=False):
+                cover = [
+                    i
+                    for i, (bz, by, bx) in enumerate(boxes)
+                    if bz.start <= z0
+                    and z1 <= bz.stop
+                    and by.start <= y0
+                    and y1 <= by.stop
+                    and bx.start <= x0
+                    and x1 <= bx.stop
+                ]
+                if cover:
+                    cells.append(((slice(z0, z1), slice(y0, y1), slice(x0, x1)), cover))
+    return cells
+
+
+def _sub(
+    src: tuple[slice, slice, slice], dst: tuple[slice, slice, slice], cell: tuple[slice, slice, slice]
+) -> tuple[slice, slice, slice]:
+    """Return the part of a tile's ``src`` region that lands on ``cell`` (a part of its ``dst``)."""
+    z, y, x = (
+        slice(s.start + c.start - d.start, s.start + c.stop - d.start)
+        for s, d, c in zip(src, dst, cell, strict=True)
+    )
+    return z, y, x
 
 
 def fuse_block(
@@ -238,6 +289,66 @@ def fuse_block(
         The block, or ``None`` when no tile touches it (nothing to write).
     """
     shape = tuple(b - a for a, b in zip(start, stop, strict=True))
+    ordered = list(reversed(tiles)) if corrections.blend == "first" else list(tiles)
+    hits = []
+    for bt in ordered:
+        hit = _intersect(bt.offset, bt.tile.shape, start, stop)
+        if hit is not None:
+            hits.append((bt, hit[0], hit[1]))
+    if not hits:
+        return None
+    cells = _cells([h[2] for h in hits], shape, limit=64 + 8 * len(hits))
+    if cells is None:
+        return _fuse_whole(hits, shape, np.dtype(dtype), corrections)
+    out = np.zeros(shape, dtype=dtype)
+    for cell, cover in cells:
+        _cast_into(out[cell], _fuse_cell([hits[i] for i in cover], cell, corrections))
+    return out
+
+
+_Hit = tuple[BlockTile, tuple[slice, slice, slice], tuple[slice, slice, slice]]
+
+
+def _fuse_cell(
+    hits: Sequence[_Hit], cell: tuple[slice, slice, slice], corrections: Corrections
+) -> np.ndarray:
+    """Fuse one cell of constant coverage; returns float32 values (a buffer the caller may reuse).
+
+    Where one tile covers the cell its corrected pixels are the result (the blending weights cancel),
+    and so are those of the winning tile of ``first``/``last``: only overlaps pay for blending.
+    """
+    mode = corrections.blend
+    if len(hits) == 1 or mode in ("first", "last"):
+        bt, src, dst = hits[-1]
+        return _read_corrected(bt, _sub(src, dst, cell), corrections, None)
+    if mode not in WEIGHTED_MODES:  # max
+        acc: np.ndarray | None = None
+        for bt, src, dst in hits:
+            data = _read_corrected(bt, _sub(src, dst, cell), corrections, None)
+            acc = data if acc is None else np.maximum(acc, data, out=acc)
+        assert acc is not None
+        return acc
+    acc = wsum = None
+    for bt, src, dst in hits:
+        sub = _sub(src, dst, cell)
+        t = bt.tile
+        w = weight_2d((t.shape[1], t.shape[2]), mode, corrections.blend_width)[sub[1], sub[2]]
+        data = _read_corrected(bt, sub, corrections, w)
+        if acc is None or wsum is None:
+            acc, wsum = data, w.copy()
+        else:
+            acc += data
+            wsum += w
+    assert acc is not None
+    assert wsum is not None
+    np.divide(acc, wsum, out=acc)
+    return acc
+
+
+def _fuse_whole(
+    hits: Sequence[_Hit], shape: tuple[int, ...], dtype: np.dtype, corrections: Corrections
+) -> np.ndarray:
+    """Fuse a block touched by so many tiles that cutting it into cells would cost more than it saves."""
     mode = corrections.blend
     weighted = mode in WEIGHTED_MODES
     acc = np.zeros(shape, dtype=np.float32)
@@ -247,15 +358,8 @@ def fuse_block(
         covered = np.zeros(shape, dtype=bool)
         if mode == "max":
             acc.fill(-np.inf)
-    ordered = list(reversed(tiles)) if mode == "first" else list(tiles)
-    touched = False
-    for bt in ordered:
+    for bt, src, dst in hits:
         t = bt.tile
-        hit = _intersect(bt.offset, t.shape, start, stop)
-        if hit is None:
-            continue
-        src, dst = hit
-        touched = True
         if weighted:
             w = weight_2d((t.shape[1], t.shape[2]), mode, corrections.blend_width)[src[1], src[2]]
         data = _read_corrected(bt, src, corrections, w if weighted else None)
@@ -268,10 +372,10 @@ def fuse_block(
             else:
                 acc[dst] = data
             covered[dst] = True
-    if not touched:
-        return None
     if weighted:
         np.divide(acc, wsum, out=acc, where=wsum > 0)
     else:
         acc[~covered] = 0
-    return _cast(acc, np.dtype(dtype))
+    out = np.empty(shape, dtype=dtype)
+    _cast_into(out, acc)
+    return out
