@@ -23,8 +23,12 @@ def _accumulator(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float64 if dtype.itemsize >= 8 else np.float32)
 
 
-def _pair_sum(a: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sum neighbouring pairs along ``axis``; return sums and the 1-D count per output index."""
+def _pair_sum(a: np.ndarray, axis: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Sum neighbouring pairs along ``axis`` in ``dtype``; return sums and the 1-D count per output index.
+
+    The sum is computed in ``dtype`` straight from ``a`` (the ufunc casts as it goes), so a narrow
+    input never needs a widened copy.
+    """
     n = a.shape[axis]
     half = n // 2
 
@@ -35,10 +39,10 @@ def _pair_sum(a: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
 
     out_shape = list(a.shape)
     out_shape[axis] = math.ceil(n / 2)
-    s = np.empty(out_shape, dtype=a.dtype)
+    s = np.empty(out_shape, dtype=dtype)
     index = [slice(None)] * a.ndim
     index[axis] = slice(0, half)
-    np.add(take(slice(0, 2 * half, 2)), take(slice(1, 2 * half, 2)), out=s[tuple(index)])
+    np.add(take(slice(0, 2 * half, 2)), take(slice(1, 2 * half, 2)), out=s[tuple(index)], dtype=dtype)
     count = np.full(math.ceil(n / 2), 2, dtype=np.int64)
     if n % 2:
         index[axis] = slice(half, half + 1)
@@ -66,12 +70,13 @@ def downsample_mean(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"Expected factors of 1 or 2 per axis, got {factors} for a {block.ndim}-D block")
     if all(f == 1 for f in factors):
         return block.copy()
-    acc = block.astype(_accumulator(block.dtype), copy=False)  # pair sums below never write into it
+    acc = block  # the first pair sum widens to the accumulator type; none writes into its input
+    acc_dtype = _accumulator(block.dtype)
     count: np.ndarray = np.ones((1,) * block.ndim, dtype=np.int64)
     for axis, f in enumerate(factors):
         if f == 1:
             continue
-        acc, c = _pair_sum(acc, axis)
+        acc, c = _pair_sum(acc, axis, acc_dtype)
         shape = [1] * block.ndim
         shape[axis] = c.size
         count = count * c.reshape(shape)
