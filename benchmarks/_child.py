@@ -43,8 +43,8 @@ excluded, reading included), ``peak_rss_mb`` (peak RSS of this process, imports 
 
 ``ngff`` with ``distributed`` workers
     ``ExecutionOptions(workers=N)`` (a ``LocalCluster`` of N worker processes, ``threads`` each;
-    ``malloc_trim: false`` drops dask's ``MALLOC_TRIM_THRESHOLD_=65536`` from the workers'
-    environment, ``distributed.nanny.pre-spawn-environ``);
+    ``malloc_trim: N`` gives the workers dask's ``MALLOC_TRIM_THRESHOLD_`` (its default is 65536;
+    ngff-tiles' LocalCluster leaves it out unless ``ExecutionOptions.worker_malloc_trim`` is set);
     the result also gives ``tree_peak_rss_mb``: the peak of the summed RSS of this process and
     all its descendants, sampled every 50 ms from ``/proc``, and ``largest_worker_rss_mb``: the
     largest ``VmHWM`` of a descendant (a worker) seen by that sampling.
@@ -98,15 +98,11 @@ def run_ngff(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("level") is not None:
         writer_kw["compression_level"] = int(cfg["level"])
     if cfg.get("distributed"):  # a LocalCluster of worker processes
-        if cfg.get("malloc_trim") is False:  # workers keep glibc's default (adaptive) trimming
-            import dask
-            import distributed  # noqa: F401  (registers its configuration)
-
-            environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-            environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-            dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
         execution = ExecutionOptions(
-            workers=int(cfg["distributed"]), max_workers=cfg.get("threads") or 1, progress=False
+            workers=int(cfg["distributed"]),
+            max_workers=cfg.get("threads") or 1,
+            progress=False,
+            worker_malloc_trim=cfg.get("malloc_trim"),
         )
     else:
         execution = ExecutionOptions(max_workers=cfg.get("workers"), progress=False)

@@ -13,10 +13,10 @@ writer) in a fresh child process per run with:
 - ``workers-N``: ``ExecutionOptions(workers=N)``: ngff-tiles starts a ``LocalCluster`` of N worker
   processes with one thread each on 127.0.0.1, runs the graph there and closes it. The wall time
   includes starting the cluster (spawning and importing in each worker) and shipping results.
-- ``workers-N-notrim``: the same with ``MALLOC_TRIM_THRESHOLD_`` removed from dask's
-  ``distributed.nanny.pre-spawn-environ`` (dask sets it to 65536 in every worker it spawns, which
-  turns off glibc's adaptive reuse of large freed blocks: every block-sized array becomes a fresh
-  mmap and its pages are faulted in again).
+  ngff-tiles leaves dask's ``MALLOC_TRIM_THRESHOLD_`` out of the workers' environment.
+- ``workers-N-trim``: the same with dask's default ``MALLOC_TRIM_THRESHOLD_=65536`` put back
+  (``ExecutionOptions(worker_malloc_trim=65536)``): it turns off glibc's adaptive reuse of large
+  freed blocks, so every block-sized array becomes a fresh mmap whose pages fault in again.
 
 Peak RSS: ``main`` is the child's ``ru_maxrss`` (the client, for workers-N); ``largest worker``
 the ``ru_maxrss`` of its largest reaped child process; ``all processes`` the peak of the summed
@@ -50,14 +50,14 @@ from _common import (
     warm_page_cache,
 )
 
-MODES = ("threads", "threads-1", "workers-1", "workers-2", "workers-1-notrim", "workers-2-notrim")
+MODES = ("threads", "threads-1", "workers-1", "workers-2", "workers-1-trim", "workers-2-trim")
 LABELS = {
     "threads": "threads (default, 1 per core)",
     "threads-1": "threads, max_workers=1",
     "workers-1": "LocalCluster, 1 worker x 1 thread",
     "workers-2": "LocalCluster, 2 workers x 1 thread",
-    "workers-1-notrim": "1 worker, no MALLOC_TRIM_THRESHOLD_",
-    "workers-2-notrim": "2 workers, no MALLOC_TRIM_THRESHOLD_",
+    "workers-1-trim": "1 worker, dask's MALLOC_TRIM_THRESHOLD_",
+    "workers-2-trim": "2 workers, dask's MALLOC_TRIM_THRESHOLD_",
 }
 
 
@@ -88,8 +88,8 @@ def config(mode: str, data: Path, out: Path, correct: bool = True) -> dict[str, 
     elif mode.startswith("workers-"):
         cfg["distributed"] = int(mode.split("-")[1])
         cfg["threads"] = 1
-        if mode.endswith("-notrim"):
-            cfg["malloc_trim"] = False
+        if mode.endswith("-trim"):
+            cfg["malloc_trim"] = 65536
     return cfg
 
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for _, r, _ in runs:
         print(f"{r.label}: all runs " + ", ".join(f"{t:.2f}" for t in r.extra["all_seconds"]) + " s")
-    for suffix, what in (("", ""), ("-notrim", " without MALLOC_TRIM_THRESHOLD_")):
+    for suffix, what in (("", ""), ("-trim", " with dask's MALLOC_TRIM_THRESHOLD_")):
         a = next((r for m, r, _ in runs if m == f"workers-1{suffix}"), None)
         b = next((r for m, r, _ in runs if m == f"workers-2{suffix}"), None)
         if a and b:

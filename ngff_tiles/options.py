@@ -206,6 +206,12 @@ class ExecutionOptions:
     resume
         Continue an interrupted conversion into the same output: blocks recorded as written are
         read back instead of recomputed; the result is identical to an uninterrupted run.
+    worker_malloc_trim
+        ``MALLOC_TRIM_THRESHOLD_`` for the worker processes of a ``LocalCluster`` started by
+        ``workers``. ``None`` (default) leaves glibc's adaptive threshold: dask's own default of
+        65536 makes every block-sized array a fresh ``mmap`` whose pages fault in again, which
+        made our workers 1.6-1.8x slower (benchmarks/README.md). A cluster given by ``scheduler``
+        is never touched.
     """
 
     max_workers: int | None = None
@@ -213,3 +219,4 @@ class ExecutionOptions:
     scheduler: str | None = None
     workers: int | None = None
     resume: bool = False
+    worker_malloc_trim: int | None = None

@@ -354,6 +354,26 @@ def _run_local(graph: Mapping[str, Any], key: str | list[str], workers: int, pro
         bar.close()
 
 
+def _start_local_cluster(options: ExecutionOptions) -> Any:
+    """Start a ``LocalCluster`` of ``options.workers`` processes on 127.0.0.1 (see worker_malloc_trim)."""
+    import dask
+    import distributed
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    if options.worker_malloc_trim is not None:
+        environ["MALLOC_TRIM_THRESHOLD_"] = int(options.worker_malloc_trim)
+    dd: Any = distributed  # untyped library
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return dd.LocalCluster(
+            n_workers=options.workers or 1,
+            threads_per_worker=options.max_workers or 1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+
+
 def _run_distributed(graph: Mapping[str, Any], keys: list[str], options: ExecutionOptions) -> Any:
     """Run the graph on a dask.distributed cluster: the given scheduler, or a LocalCluster we start."""
     try:
@@ -371,13 +391,7 @@ def _run_distributed(graph: Mapping[str, Any], keys: list[str], options: Executi
         except OSError as exc:
             raise NgffTilesError(f"{options.scheduler}: cannot reach the dask scheduler: {exc}") from None
     else:
-        cluster = dd.LocalCluster(
-            n_workers=options.workers or 1,
-            threads_per_worker=options.max_workers or 1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        )
+        cluster = _start_local_cluster(options)
         client = dd.Client(cluster)
     try:
         futures = client.get(dict(graph), keys, sync=False)

@@ -65,6 +65,22 @@ def test_local_cluster_output_identical_to_threads(tiles: Path, tmp_path: Path) 
     assert not (tmp_path / "d.ome.zarr" / DONE_DIR).exists()
 
 
+@pytest.mark.distributed
+@pytest.mark.parametrize(("trim", "expected"), [(None, None), (65536, "65536")])
+def test_our_workers_leave_out_dasks_malloc_trim_threshold(trim: int | None, expected: str | None) -> None:
+    """Our LocalCluster's workers keep glibc's adaptive trimming unless asked (benchmarks/README.md)."""
+    import distributed
+
+    from ngff_tiles.pipeline import _start_local_cluster
+
+    with (
+        _start_local_cluster(ExecutionOptions(workers=1, worker_malloc_trim=trim)) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        seen = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(seen.values()) == [expected]
+
+
 def test_unreachable_scheduler_is_a_clear_error(tiles: Path, tmp_path: Path) -> None:
     from ngff_tiles.errors import NgffTilesError
 
