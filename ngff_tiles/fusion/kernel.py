@@ -251,6 +251,13 @@ def fuse_block(
     touched = False
     for bt in ordered:
         t = bt.tile
+        if t.affine_um is not None:  # a general affine: resampled by ngff_tiles.fusion.affine
+            from ngff_tiles.fusion.affine import AffineBlockTile, accumulate
+
+            if not isinstance(bt, AffineBlockTile):
+                raise TypeError(f"{t.source.path}: a tile with an affine needs place_affine() placement")
+            touched |= accumulate(bt, start, stop, corrections, acc, wsum if weighted else covered)
+            continue
         hit = _intersect(bt.offset, t.shape, start, stop)
         if hit is None:
             continue
