@@ -397,7 +397,9 @@ def bdv_tiles(sd: SpimData) -> list[Tile]:
             )
         a = view_affine_zyx(sd, tp, setup)
         pos = (float(a[0, 3]), float(a[1, 3]), float(a[2, 3]))
-        name = s.name or f"setup {setup}"
+        # the tile's name (shared by its channels), as other readers name positions
+        name = sd.attribute_name("tile", setup) if "tile" in sd.attributes else None
+        name = name or s.name or f"setup {setup}"
         tid = setup if single_tp else sd.timepoints.index(tp) * stride + setup
         try:
             tiles.append(

@@ -110,16 +110,16 @@ def plan_views(tiles: Sequence[Tile]) -> tuple[list[ViewSetup], list[_View], lis
         raise LayoutError("no tiles to export")
     ordered = sorted(tiles, key=lambda t: t.tile_id)
     channels = list(dict.fromkeys(t.channel for t in ordered))
-    places: dict[tuple[str, tuple[float, float, float], tuple[int, int, int]], int] = {}
+    places: dict[tuple[Any, ...], int] = {}
     for t in ordered:
-        places.setdefault((t.name, t.position_um, t.shape), len(places))
+        places.setdefault((t.name, t.position_um, t.shape, t.affine_um), len(places))
     u = min(min(t.pixel_size_um) for t in ordered)
     setup_of: dict[tuple[int, str], int] = {}
     setups: list[ViewSetup] = []
     views: list[_View] = []
     seen: set[tuple[int, int]] = set()
     for t in ordered:
-        place = places[(t.name, t.position_um, t.shape)]
+        place = places[(t.name, t.position_um, t.shape, t.affine_um)]
         key = (place, t.channel)
         if key not in setup_of:
             setup_of[key] = len(setups)
