@@ -484,6 +484,8 @@ def _parse_xml(data: bytes, source: str) -> ET.Element:
         raise _err(source, f"not well-formed XML: {exc}") from None
     except (RecursionError, MemoryError):
         raise _err(source, "XML nested too deeply or too large to parse") from None
+    except LookupError as exc:  # an unknown encoding in the XML declaration
+        raise _err(source, f"unreadable XML: {exc}") from None
     except (ValueError, UnicodeError) as exc:
         raise _err(source, f"not well-formed XML: {exc}") from None
     return root
@@ -892,8 +894,15 @@ def build_spimdata_xml(
             ET.SubElement(entry, "name").text = e.name
             if e.location is not None:
                 ET.SubElement(entry, "location").text = affine_to_text(e.location)
-    tps = ET.SubElement(seq, "Timepoints", {"type": "pattern"})
-    ET.SubElement(tps, "integerpattern").text = ", ".join(str(t) for t in timepoints)
+    tp_list = sorted(int(t) for t in timepoints)
+    if tp_list == list(range(tp_list[0], tp_list[-1] + 1)):
+        # contiguous: the "range" form, which every reader (npy2bdv's editor included) understands
+        tps = ET.SubElement(seq, "Timepoints", {"type": "range"})
+        ET.SubElement(tps, "first").text = str(tp_list[0])
+        ET.SubElement(tps, "last").text = str(tp_list[-1])
+    else:
+        tps = ET.SubElement(seq, "Timepoints", {"type": "pattern"})
+        ET.SubElement(tps, "integerpattern").text = ",".join(str(t) for t in tp_list)
     mv = ET.SubElement(seq, "MissingViews")
     for tp, sid in sorted(missing):
         ET.SubElement(mv, "MissingView", {"timepoint": str(tp), "setup": str(sid)})

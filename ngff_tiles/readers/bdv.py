@@ -29,7 +29,6 @@ are the setup ids (single timepoint) or ``timepoint index * (max setup id + 1) +
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
@@ -55,8 +54,7 @@ SWAP_XZ = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dty
 """Permutation between (x, y, z) and (z, y, x) homogeneous coordinates (its own inverse)."""
 
 _LOCK = threading.Lock()
-_H5: dict[tuple[int, str], Any] = {}
-_TS: dict[tuple[int, str], Any] = {}
+_TS: dict[tuple[int, str], Any] = {}  # opened tensorstores (they hold no file descriptors)
 
 
 def _h5py() -> Any:
@@ -67,32 +65,8 @@ def _h5py() -> Any:
     return h5py
 
 
-def _h5file(path: str) -> Any:
-    """Return an open read-only h5py file, one per process (files opened by a parent are not reused)."""
-    key = (os.getpid(), path)
-    with _LOCK:
-        f = _H5.get(key)
-        if f is None or not f.id.valid:
-            try:
-                f = _h5py().File(path, "r")
-            except OSError as exc:
-                raise SourceError(f"{path}: cannot open as HDF5: {exc}") from None
-            _H5[key] = f
-        return f
-
-
-def close_files() -> None:
-    """Close every HDF5 file this process opened (tests check for leaked handles)."""
-    with _LOCK:
-        for f in _H5.values():
-            with contextlib.suppress(Exception):  # closing a broken handle
-                f.close()
-        _H5.clear()
-        _TS.clear()
-
-
 class H5Source(FrameSource):
-    """One view's level-0 ``cells`` dataset in a BDV HDF5 file.
+    """One view's level-0 ``cells`` dataset in a BDV HDF5 file (opened for each read).
 
     Parameters
     ----------
@@ -122,9 +96,10 @@ class H5Source(FrameSource):
         return self._shape
 
     def _read(self, region: Region) -> np.ndarray:
-        f = _h5file(self._file)
+        # opened per read: HDF5 opens in well under a millisecond, and no descriptor outlives a read
         try:
-            data = np.asarray(f[self._dataset][region])
+            with _h5py().File(self._file, "r") as f:
+                data = np.asarray(f[self._dataset][region])
         except (OSError, KeyError, ValueError) as exc:
             raise SourceError(f"{self.path}: cannot read {region}: {exc}") from None
         return data.view(np.uint16) if self._legacy and data.dtype == np.int16 else data

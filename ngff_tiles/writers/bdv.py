@@ -114,34 +114,30 @@ def plan_views(tiles: Sequence[Tile]) -> tuple[list[ViewSetup], list[_View], lis
     for t in ordered:
         places.setdefault((t.name, t.position_um, t.shape, t.affine_um), len(places))
     u = min(min(t.pixel_size_um) for t in ordered)
-    setup_of: dict[tuple[int, str], int] = {}
+    # setup ids channel-major (channel * n_places + place), as npy2bdv numbers full grids
+    first: dict[tuple[int, str], Tile] = {}
+    for t in ordered:
+        first.setdefault((places[(t.name, t.position_um, t.shape, t.affine_um)], t.channel), t)
+    keys = sorted(first, key=lambda k: (channels.index(k[1]), k[0]))
+    setup_of = {k: i for i, k in enumerate(keys)}
     setups: list[ViewSetup] = []
+    for (place, channel), t in sorted(first.items(), key=lambda kv: setup_of[kv[0]]):
+        base = t.name or f"tile_{place:04d}"
+        pz, py, px = t.pixel_size_um
+        setups.append(
+            ViewSetup(
+                id=setup_of[(place, channel)],
+                name=base if len(channels) == 1 else f"{base}_{channel}",
+                size_xyz=(t.shape[2], t.shape[1], t.shape[0]),
+                voxel_size_xyz=(px, py, pz),
+                voxel_unit="µm",
+                attributes={"illumination": 0, "channel": channels.index(channel), "tile": place, "angle": 0},
+            )
+        )
     views: list[_View] = []
     seen: set[tuple[int, int]] = set()
     for t in ordered:
-        place = places[(t.name, t.position_um, t.shape, t.affine_um)]
-        key = (place, t.channel)
-        if key not in setup_of:
-            setup_of[key] = len(setups)
-            base = t.name or f"tile_{place:04d}"
-            name = base if len(channels) == 1 else f"{base}_{t.channel}"
-            pz, py, px = t.pixel_size_um
-            setups.append(
-                ViewSetup(
-                    id=len(setups),
-                    name=name,
-                    size_xyz=(t.shape[2], t.shape[1], t.shape[0]),
-                    voxel_size_xyz=(px, py, pz),
-                    voxel_unit="µm",
-                    attributes={
-                        "illumination": 0,
-                        "channel": channels.index(t.channel),
-                        "tile": place,
-                        "angle": 0,
-                    },
-                )
-            )
-        sid = setup_of[key]
+        sid = setup_of[(places[(t.name, t.position_um, t.shape, t.affine_um)], t.channel)]
         if (sid, t.time_index) in seen:
             raise LayoutError(
                 f"{t.source.path}: two tiles at the same position, "
