@@ -276,7 +276,8 @@ def test_external_http_entity_and_dtd_make_no_request(tmp_path: Path, http_serve
         ),
         (
             '<ImageLoader format="bdv.hdf5"><hdf5 type="relative">d.h5</hdf5><partition>'
-            '<path type="relative">../outside/p.h5</path><timepoints>0</timepoints><setups>0</setups></partition></ImageLoader>",
+            '<path type="relative">../outside/p.h5</path><timepoints>0</timepoints><setups>0</setups>'
+            "</partition></ImageLoader>",
             ".",
         ),
     ],
