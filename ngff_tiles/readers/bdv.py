@@ -387,7 +387,7 @@ def bdv_tiles(sd: SpimData) -> list[Tile]:
                     pixel_size_um=_voxel_zyx(sd, setup),
                     channel=sd.attribute_name("channel", setup) or "0",
                     time_index=tp,
-                    name=name if single_tp else f"{name} t{tp}",
+                    name=name,
                     extra={
                         "bdv_setup": setup,
                         "bdv_timepoint": tp,
