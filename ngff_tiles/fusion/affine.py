@@ -233,39 +233,33 @@ def _profile(t: np.ndarray, n: int, mode: str, width: float | None) -> np.ndarra
 
 def _sample(data: np.ndarray, coords: Sequence[np.ndarray], interpolation: str) -> np.ndarray:
     """Sample ``data`` (z, y, x) at fractional indices ``coords``, edges clamped."""
+    flat = data.reshape(-1)
+    strides = (data.shape[1] * data.shape[2], data.shape[2], 1)
     if interpolation == "nearest":
-        idx = tuple(
-            np.clip(np.rint(c), 0, n - 1).astype(np.intp) for c, n in zip(coords, data.shape, strict=True)
-        )
-        out: np.ndarray = data[idx]
+        lin = np.zeros(coords[0].shape, dtype=np.intp)
+        for c, n, st in zip(coords, data.shape, strides, strict=True):
+            if n > 1:
+                lin += np.clip(np.rint(c), 0, n - 1).astype(np.intp) * st
+        out: np.ndarray = flat.take(lin)
         return out
-    base: list[np.ndarray] = []
-    frac: list[np.ndarray | None] = []
-    for c, n in zip(coords, data.shape, strict=True):
+    # linear: one flat base index, the 2 (2-D tiles: z has one plane) or 8 corners as offsets
+    base = np.zeros(coords[0].shape, dtype=np.intp)
+    axes: list[tuple[np.ndarray, int]] = []
+    for c, n, st in zip(coords, data.shape, strides, strict=True):
         if n == 1:
-            base.append(np.zeros(c.shape, dtype=np.intp))
-            frac.append(None)
             continue
         cc = np.clip(c, 0.0, n - 1.0)
-        i0 = np.minimum(np.floor(cc).astype(np.intp), n - 2)
-        base.append(i0)
-        frac.append((cc - i0).astype(np.float32))
+        i0 = np.minimum(cc.astype(np.intp), n - 2)  # cc >= 0: truncation is floor
+        base += i0 * st
+        axes.append(((cc - i0).astype(np.float32), st))
     result = np.zeros(coords[0].shape, dtype=np.float32)
-    for corner in itertools.product((0, 1), repeat=3):
+    for corner in itertools.product((0, 1), repeat=len(axes)):
+        offset = sum(st for d, (_, st) in zip(corner, axes, strict=True) if d)
         weight: np.ndarray | None = None
-        skip = False
-        for a, d in enumerate(corner):
-            f = frac[a]
-            if f is None:
-                if d:
-                    skip = True
-                    break
-                continue
+        for d, (f, _) in zip(corner, axes, strict=True):
             wa = f if d else np.float32(1) - f
             weight = wa if weight is None else weight * wa
-        if skip:
-            continue
-        vals = data[base[0] + corner[0], base[1] + corner[1], base[2] + corner[2]]
+        vals = flat.take(base + offset if offset else base)
         result += vals if weight is None else vals * weight
     return result
 
@@ -338,24 +332,29 @@ def accumulate(
                 continue
             if data is None:
                 data = _read_corrected(BlockTile(t, (0, 0, 0)), region, corrections, None)
-            sel = [c[inside] for c in coords]
-            local = [sel[a] - region_lo[a] for a in range(3)]
+            # dense over the strip (outside samples are clamped, then masked): no boolean gathers
+            local = [coords[a] - region_lo[a] for a in range(3)]
             vals = _sample(data, local, bt.interpolation)
+            full = bool(inside.all())
             zi = int(z) - start[0]
             dst = (zi, slice(y0 - start[1], y1 - start[1]), slice(lo[2] - start[2], hi[2] - start[2]))
             acc_v = acc[dst]
             aux_v = aux[dst]
             if weighted:
-                w = _profile(sel[1], t.shape[1], mode, corrections.blend_width) * _profile(
-                    sel[2], t.shape[2], mode, corrections.blend_width
-                )
-                acc_v[inside] += vals * w
-                aux_v[inside] += w
+                w = _profile(coords[1], t.shape[1], mode, corrections.blend_width)
+                w *= _profile(coords[2], t.shape[2], mode, corrections.blend_width)
+                if not full:
+                    w *= inside
+                vals *= w
+                acc_v += vals
+                aux_v += w
             elif mode == "max":
-                acc_v[inside] = np.maximum(acc_v[inside], vals)
-                aux_v[inside] = True
+                if not full:
+                    vals[~inside] = -np.inf
+                np.maximum(acc_v, vals, out=acc_v)
+                aux_v |= inside
             else:
-                acc_v[inside] = vals
-                aux_v[inside] = True
+                np.copyto(acc_v, vals, where=inside)
+                aux_v |= inside
             touched = True
     return touched

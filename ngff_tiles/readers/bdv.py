@@ -260,7 +260,9 @@ def _n5_source(
 ) -> tuple[FrameSource, tuple[int, int, int], np.dtype[Any]]:
     assert sd.loader.path is not None
     tp, setup = view
-    ds = sd.loader.path / f"setup{setup}" / f"timepoint{tp}" / "s0"
+    ds = (sd.loader.path / f"setup{setup}" / f"timepoint{tp}" / "s0").resolve()
+    if sd.loader.path not in ds.parents:
+        raise MetadataError(f"{sd.source}: N5 dataset {ds} leaves the container {sd.loader.path}")
     meta = _read_json(ds / "attributes.json", sd.source)
     dims = meta.get("dimensions")
     dtype_name = meta.get("dataType")
