@@ -358,3 +358,25 @@ def test_nearest_keeps_label_values(tmp_path: Path) -> None:
     assert (out == 7).sum() == pytest.approx(15 * 15, rel=0.1)
     res = convert([t], tmp_path / "m.ome.zarr", fusion=FusionOptions(blend="max"), execution=QUIET)
     assert len(np.unique(zarr.open_group(str(res.output), mode="r")["0"][0, 0])) > 3  # linear mixes labels
+
+
+def test_affine_tiles_pickle_for_distributed_workers() -> None:
+    import pickle
+
+    a = np.arange(30 * 30, dtype=np.uint16).reshape(1, 30, 30)
+    c, s = math.cos(0.2), math.sin(0.2)
+    m = ((1.0, 0, 0, 0.0), (0, c, s, 5.0), (0, -s, c, 9.0), (0, 0, 0, 1.0))
+    t = Tile(tile_id=0, source=ArraySource(a), shape=a.shape, dtype=a.dtype, position_um=(0, 5, 9),
+             pixel_size_um=(1, 1, 1), affine_um=m)  # fmt: skip
+    placed = place_affine([t]).tiles[0]
+    bt = placed.block_tile()  # type: ignore[attr-defined]
+    copy = pickle.loads(pickle.dumps(bt))
+    assert copy == bt
+    assert copy.tile.affine_um == t.affine_um
+    corr = make_corrections(FusionOptions(), ["0"], [(30, 30)])
+    shape = place_affine([t]).spatial_shape
+    one = fuse_block([bt], (0, 0, 0), shape, np.dtype(np.uint16), corr)
+    two = fuse_block([copy], (0, 0, 0), shape, np.dtype(np.uint16), corr)
+    assert one is not None
+    np.testing.assert_array_equal(one, two)
+    assert (one > 0).sum() > 0.9 * 30 * 30

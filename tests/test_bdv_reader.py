@@ -354,6 +354,37 @@ def test_h5_problems(tmp_path: Path) -> None:
         read_tiles(str(xml))
 
 
+def test_h5_partitions_are_read_from_the_partition_files(tmp_path: Path) -> None:
+    """A partitioned dataset (BDV's WriteSequenceToHdf5): the master holds no cells of its own."""
+    npy2bdv = pytest.importorskip("npy2bdv")
+    data = [np.full((2, 8, 8), 1000 * (i + 1), np.uint16) for i in range(2)]
+    w = npy2bdv.BdvWriter(str(tmp_path / "ds.h5"), ntiles=2, overwrite=True)
+    for i, d in enumerate(data):
+        w.append_view(d, tile=i)
+    w.write_xml()
+    w.close()
+    with h5py.File(tmp_path / "ds.h5", "r+") as master:
+        for i in range(2):
+            with h5py.File(tmp_path / f"ds-{i:02d}.h5", "w") as part:
+                part[f"t00000/s{i:02d}/0/cells"] = master[f"t00000/s{i:02d}/0/cells"][()]
+            del master[f"t00000/s{i:02d}/0/cells"]
+    xml = tmp_path / "ds.xml"
+    text = xml.read_text()
+    parts = "".join(
+        f'<partition><path type="relative">ds-{i:02d}.h5</path><timepoints>0</timepoints><setups>{i}</setups>'
+        "</partition>"
+        for i in range(2)
+    )
+    xml.write_text(text.replace("</hdf5>", "</hdf5>" + parts, 1))
+    tiles = read_tiles(str(xml))
+    for t, d in zip(tiles, data, strict=True):
+        np.testing.assert_array_equal(t.read(), d)
+    remapped = parts.replace("<setups>1</setups>", "<setups>1</setups><setupsMapped>0</setupsMapped>")
+    xml.write_text(text.replace("</hdf5>", "</hdf5>" + remapped, 1))
+    with pytest.raises(MetadataError, match="remapped"):
+        read_tiles(str(xml))
+
+
 @needs_samples
 def test_unsupported_loader_and_sniffing(tmp_path: Path) -> None:
     with pytest.raises(MetadataError, match="not supported"):

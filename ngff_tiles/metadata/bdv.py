@@ -723,6 +723,10 @@ def _loader(
             p = part.find("path")
             if p is None:
                 raise _err(source, "<partition> without <path>")
+            for what in ("timepoints", "setups"):
+                mapped = _text(part.find(f"{what}Mapped"))
+                if mapped is not None and mapped.split() != (_text(part.find(what)) or "").split():
+                    raise _err(source, f"<partition> with remapped {what} ({what}Mapped) is not supported")
             parts.append(
                 (
                     resolve(p, "partition/path"),
