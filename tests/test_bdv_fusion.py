@@ -371,7 +371,8 @@ def test_affine_tiles_pickle_for_distributed_workers() -> None:
     placed = place_affine([t]).tiles[0]
     bt = placed.block_tile()  # type: ignore[attr-defined]
     copy = pickle.loads(pickle.dumps(bt))
-    assert copy == bt
+    assert copy.out_to_tile == bt.out_to_tile
+    assert copy.stop == bt.stop
     assert copy.tile.affine_um == t.affine_um
     corr = make_corrections(FusionOptions(), ["0"], [(30, 30)])
     shape = place_affine([t]).spatial_shape
