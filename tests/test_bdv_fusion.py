@@ -306,7 +306,13 @@ def test_tiles_rotated_10_degrees_fuse_within_interpolation_error(tmp_path: Path
         execution=QUIET,
     )
     fused, origin = _fused(res)
-    attrs = json.loads((tmp_path / "fused.ome.zarr" / "zarr.json").read_text())["attributes"]["ome"]
+    doc = json.loads((tmp_path / "fused.ome.zarr" / "zarr.json").read_text())["attributes"]
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parents[1] / "schemas" / "provenance.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc["ngff_tiles"])
+    assert len(doc["ngff_tiles"]["tiles"][0]["affine_um"]) == 4
+    attrs = doc["ome"]
     assert attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][1]["translation"][2:] == list(
         origin
     )
