@@ -290,3 +290,31 @@ def test_cli_export_then_convert(
     assert (
         main(["convert", str(moved), "-o", str(tmp_path / "g.ome.zarr"), "-q", "--allow-absolute-paths"]) == 0
     )
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).parents[1] / ".." / "shared" / "sample-data" / "bdv-h5").is_dir(),
+    reason="shared/sample-data/bdv-h5 not present",
+)
+@pytest.mark.parametrize("fmt", ["zarr", "h5"])
+def test_reexport_of_a_bdv_dataset(tmp_path: Path, fmt: str) -> None:
+    """BDV-H5 in (Fiji's kidney, legacy int16 cells), OME-Zarr or native-dtype H5 out, same data back."""
+    src = (
+        Path(__file__).parents[1]
+        / ".."
+        / "shared"
+        / "sample-data"
+        / "bdv-h5"
+        / "npy2bdv_kidney"
+        / "kidney.xml"
+    )
+    tiles = read_tiles(str(src))
+    res = export_bdv(tiles, tmp_path / "k.xml", format=fmt)  # type: ignore[arg-type]
+    assert res.world_unit_um == pytest.approx(65.603883749918)
+    back = read_tiles(str(tmp_path / "k.xml"))
+    assert [b.channel for b in back] == ["0", "1", "2"]
+    for a, b in zip(tiles, back, strict=True):
+        assert b.dtype == np.uint16
+        assert b.pixel_size_um == pytest.approx(a.pixel_size_um, rel=1e-15)
+        assert b.position_um == pytest.approx(a.position_um, abs=1e-9)
+        np.testing.assert_array_equal(b.read(), a.read())

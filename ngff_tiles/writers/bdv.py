@@ -210,7 +210,12 @@ def _write_zarr_view(root: Path, view: _View, compression: str) -> None:
     shapes = _levels(tile.shape)
     depth = _slab_depth(tile)
     chunk_z = min(tile.shape[0], 32)
-    chunks = (chunk_z, min(tile.shape[1], 256), min(tile.shape[2], 256))
+    # y and x chunks even (the OME-Zarr writer's block rule); a chunk may overhang the array
+    chunks = (
+        chunk_z,
+        min(tile.shape[1] + tile.shape[1] % 2, 256),
+        min(tile.shape[2] + tile.shape[2] % 2, 256),
+    )
     options = WriterOptions(ngff_version="0.4", chunks=chunks, shards=chunks, compression=compression)  # type: ignore[arg-type]
     arrays = create_level_arrays(image, shapes, (1, 1), tile.dtype, options, threads=2)
     sample: np.ndarray | None = None
