@@ -227,7 +227,8 @@ def test_views_without_data_get_no_setup_and_missing_views(tmp_path: Path) -> No
     setups = _setups(tmp_path / "p.xml")
     gfp = next(s for s, v in setups.items() if v["name"] == "A_GFP")
     assert missing == [("1", str(gfp))]
-    assert root.find("SequenceDescription/Timepoints").get("type") == "range"
+    assert root.find("SequenceDescription/Timepoints").get("type") == "pattern"
+    assert root.find("SequenceDescription/Timepoints/integerpattern").text == "0,1"
     back = read_tiles(str(tmp_path / "p.xml"))
     assert sorted((b.name, b.channel, b.time_index, int(b.read()[0, 0, 0])) for b in back) == sorted(
         [

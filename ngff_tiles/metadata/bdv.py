@@ -860,11 +860,14 @@ def build_spimdata_xml(
     missing: Iterable[tuple[int, int]],
     registrations: Mapping[tuple[int, int], Sequence[ViewTransform]],
     provenance: Mapping[str, str] | None = None,
+    timepoints_form: str = "pattern",
 ) -> bytes:
     """Return a complete SpimData 0.2 document as BigStitcher writes it (UTF-8 bytes).
 
     ``loader`` is the ``<ImageLoader>`` element; ``provenance`` becomes the attributes of an
-    ``<ngffTiles>`` element (BigStitcher keeps unknown elements).
+    ``<ngffTiles>`` element (BigStitcher keeps unknown elements). ``timepoints_form`` is
+    ``pattern`` (what BigStitcher writes; pydantic-bigstitcher reads only this) or ``range``
+    (for contiguous timepoints; what npy2bdv writes and its editor needs); spimdata reads both.
     """
     root = ET.Element("SpimData", {"version": "0.2"})
     if provenance:
@@ -899,8 +902,7 @@ def build_spimdata_xml(
             if e.location is not None:
                 ET.SubElement(entry, "location").text = affine_to_text(e.location)
     tp_list = sorted(int(t) for t in timepoints)
-    if tp_list == list(range(tp_list[0], tp_list[-1] + 1)):
-        # contiguous: the "range" form, which every reader (npy2bdv's editor included) understands
+    if timepoints_form == "range" and tp_list == list(range(tp_list[0], tp_list[-1] + 1)):
         tps = ET.SubElement(seq, "Timepoints", {"type": "range"})
         ET.SubElement(tps, "first").text = str(tp_list[0])
         ET.SubElement(tps, "last").text = str(tp_list[-1])

@@ -383,6 +383,8 @@ def export_bdv(
         missing=missing,
         registrations={(v.timepoint, v.setup): _registration(v.tile, u) for v in views},
         provenance={"version": __version__, "worldUnitUm": repr(float(u))},
+        # H5: npy2bdv's ecosystem (its editor needs "range"); Zarr: BigStitcher's own "pattern"
+        timepoints_form="range" if format == "h5" else "pattern",
     )
     tmp = xml_path.with_name(f".{xml_path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(doc)
