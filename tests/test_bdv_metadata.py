@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import http.server
 import os
 import shutil
@@ -396,10 +397,42 @@ def test_fuzz_parser(tmp_path: Path) -> None:
                 data[pos : pos + 1] = draw(st.binary(min_size=1, max_size=4))
         return bytes(data)
 
+    values = st.one_of(
+        st.sampled_from(["", " ", "0", "-1", "1e308", "-0.0", "NaN", "inf", "1 2 3", "0 0 0 0 0 0 0 0 0 0 0",
+                         "../../etc", "/abs/path", "s3://b/k", "file:///etc/passwd", "absolute", "relative",
+                         "99999999999999999999", "0-5", "3-1", "0,,2", "0-10:0", "[]", "0 0 0", "µm"]),
+        st.text(max_size=24),
+        st.integers(-(2**40), 2**40).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    )  # fmt: skip
+
+    @st.composite
+    def tree_mutated(draw: st.DrawFn) -> bytes:
+        """Well-formed documents: random texts, attributes, deletions and copies of real elements."""
+        root = StdET.fromstring(draw(st.sampled_from(seeds)))
+        elements = list(root.iter())
+        for _ in range(draw(st.integers(1, 6))):
+            el = draw(st.sampled_from(elements))
+            kind = draw(st.integers(0, 3))
+            if kind == 0:
+                el.text = draw(values)
+            elif kind == 1 and el.attrib:
+                el.set(draw(st.sampled_from(sorted(el.attrib))), draw(values))
+            elif kind == 2:
+                parent = next((p for p in elements if el in list(p)), None)
+                if parent is not None:
+                    parent.remove(el)
+            else:
+                parent = next((p for p in elements if el in list(p)), None)
+                if parent is not None:
+                    parent.append(copy.deepcopy(el))
+        text = StdET.tostring(root, encoding="unicode")
+        return text.encode("utf-8", "surrogatepass")
+
     examples = [0]
 
     @settings(max_examples=50, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(st.one_of(mutated(), st.binary(max_size=512)))
+    @given(st.one_of(mutated(), tree_mutated(), st.binary(max_size=512)))
     def check(data: bytes) -> None:
         examples[0] += 1
         try:
