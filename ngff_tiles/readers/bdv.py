@@ -170,9 +170,15 @@ class N5Source(_TensorStoreSource):
 # geometry
 
 
-def view_affine_zyx(sd: SpimData, timepoint: int, setup: int) -> np.ndarray:
-    """Return the 4×4 matrix mapping pixel (z, y, x, 1) of a view to physical (z, y, x, 1) µm."""
-    scale, _ = sd.world_scale_um()
+def view_affine_zyx(
+    sd: SpimData, timepoint: int, setup: int, scale: tuple[float, float, float] | None = None
+) -> np.ndarray:
+    """Return the 4×4 matrix mapping pixel (z, y, x, 1) of a view to physical (z, y, x, 1) µm.
+
+    ``scale`` is :meth:`SpimData.world_scale_um` (computed when not given; pass it for many views).
+    """
+    if scale is None:
+        scale, _ = sd.world_scale_um()
     a_xyz = np.diag([*scale, 1.0]) @ sd.model(timepoint, setup)
     out: np.ndarray = SWAP_XZ @ a_xyz @ SWAP_XZ
     return out
@@ -357,6 +363,9 @@ def bdv_tiles(sd: SpimData) -> list[Tile]:
         raise MetadataError(
             f"{sd.source}: image loader {fmt!r} is not supported (bdv.hdf5, bdv.multimg.zarr and bdv.n5 are)"
         )
+    scale, how = sd.world_scale_um()
+    log.info("%s: world unit %s µm (x, y, z) from %s", sd.source, scale, how)
+    voxels = {s: _voxel_zyx(sd, s) for s in sorted({s for _, s in views})}
     single_tp = len(sd.timepoints) == 1
     stride = max(sd.setups) + 1
     tiles: list[Tile] = []
@@ -372,7 +381,7 @@ def bdv_tiles(sd: SpimData) -> list[Tile]:
                 s.size_xyz,
                 shape,
             )
-        a = view_affine_zyx(sd, tp, setup)
+        a = view_affine_zyx(sd, tp, setup, scale)
         pos = (float(a[0, 3]), float(a[1, 3]), float(a[2, 3]))
         # the tile's name (shared by its channels), as other readers name positions
         name = sd.attribute_name("tile", setup) if "tile" in sd.attributes else None
@@ -386,7 +395,7 @@ def bdv_tiles(sd: SpimData) -> list[Tile]:
                     shape=shape,
                     dtype=dtype,
                     position_um=pos,
-                    pixel_size_um=_voxel_zyx(sd, setup),
+                    pixel_size_um=voxels[setup],
                     channel=sd.attribute_name("channel", setup) or "0",
                     time_index=tp,
                     name=name,
