@@ -258,8 +258,11 @@ def _write_h5(path: Path, setups: Sequence[ViewSetup], views: Sequence[_View]) -
     except ImportError:
         raise MissingDependencyError("BDV HDF5 export needs h5py: pip install 'ngff-tiles[bdv]'") from None
     with h5py.File(path, "w") as f:
+        first: dict[int, Tile] = {}
+        for v in views:
+            first.setdefault(v.setup, v.tile)
         for s in setups:
-            tile = next(v.tile for v in views if v.setup == s.id)
+            tile = first[s.id]
             shapes = _levels(tile.shape)
             g = f.create_group(f"s{s.id:02d}")
             res = np.array([[2.0**k, 2.0**k, 1.0] for k in range(len(shapes))], dtype=np.float64)
