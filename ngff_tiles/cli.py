@@ -519,6 +519,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             px = ", ".join(f"{v:g}" for v in t.pixel_size_um)
             pos = ", ".join(f"{v:.3f}" for v in t.position_um)
             well = f" well {t.well}/{t.field_index}" if t.well else ""
+            well += " (affine: resampled)" if t.affine_um is not None else ""
             print(
                 f"{t.tile_id:>5} {t.name[:24]:<24} {t.channel[:12]:<12} {t.time_index:>3} {shape:<18} "
                 f"{t.dtype!s:<8} {px:<24} {pos}{well}"
