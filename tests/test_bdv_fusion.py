@@ -465,3 +465,30 @@ def test_rotated_project_on_a_local_cluster_equals_threads(tmp_path: Path) -> No
     fb = zarr.open_group(str(b.output), mode="r")["0"][:]
     np.testing.assert_array_equal(fa, fb)
     assert (fa > 0).sum() > 0.9 * data.size
+
+
+def test_mixed_plain_and_rotated_tiles(tmp_path: Path) -> None:
+    """One rotated tile beside plain ones: the plain tiles keep their raw pixels, exactly placed."""
+    rng = np.random.default_rng(9)
+    a = rng.integers(0, 4000, (1, 40, 60), dtype=np.uint16)
+    b = rng.integers(0, 4000, (1, 40, 60), dtype=np.uint16)
+    c, s = math.cos(math.radians(10)), math.sin(math.radians(10))
+    turned = ((1.0, 0, 0, 0.0), (0, c, s, -30.0), (0, -s, c, 200.0), (0, 0, 0, 1.0))
+    tiles = [
+        Tile(tile_id=0, source=ArraySource(a), shape=a.shape, dtype=a.dtype, position_um=(0.0, 0.0, 0.0),
+             pixel_size_um=(1.0, 1.0, 1.0)),
+        Tile(tile_id=1, source=ArraySource(b), shape=b.shape, dtype=b.dtype, position_um=(0.0, -30.0, 200.0),
+             pixel_size_um=(1.0, 1.0, 1.0), affine_um=turned),
+        Tile(tile_id=2, source=ArraySource(a), shape=a.shape, dtype=a.dtype, position_um=(0.0, 100.0, 0.0),
+             pixel_size_um=(1.0, 1.0, 1.0)),
+    ]  # fmt: skip
+    res = convert(tiles, tmp_path / "m.ome.zarr", execution=QUIET)
+    out = zarr.open_group(str(res.output), mode="r")["0"][0, 0]
+    offsets = {p.tile.tile_id: p.offset_px for p in res.layout.tiles}
+    assert res.layout.origin_um[1] < -30.0  # the rotated tile's footprint reaches above the plain tiles
+    for tid in (0, 2):
+        z, y, x = offsets[tid]
+        np.testing.assert_array_equal(out[z : z + 1, y : y + 40, x : x + 60], a)
+    assert offsets[2][1] - offsets[0][1] == 100
+    z, y, x = offsets[1]
+    assert (out[:, y:, x:] > 0).sum() > 0.95 * b.size
