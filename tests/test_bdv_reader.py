@@ -261,6 +261,12 @@ def test_zarr_errors(tmp_path: Path) -> None:
     bad.write_text(text.replace('<zgroup setup="2" tp="0" path="tile1.zarr" indicies="[]" />', ""))
     with pytest.raises(MetadataError, match="no <zgroup>"):
         read_tiles(str(bad))
+    zarray = tmp_path / "data.ome.zarr" / "tile1.zarr" / "0" / ".zarray"
+    meta = json.loads(zarray.read_text())
+    for broken in ({**meta, "shape": ["a", 2, 3]}, {**meta, "dtype": "<q9"}, {**meta, "shape": [0, 24, 40]}):
+        zarray.write_text(json.dumps(broken))
+        with pytest.raises(SourceError, match=r"tile1\.zarr"):
+            read_tiles(str(xml))
 
 
 def write_n5_block(path: Path, block: np.ndarray, compression: str) -> None:

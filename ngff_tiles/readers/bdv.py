@@ -224,18 +224,25 @@ def _zarr_source(
     if loader.path not in image.parents and image != loader.path:
         raise MetadataError(f"{sd.source}: zgroup path {zg.path!r} leaves the zarr container {loader.path}")
     level = image / "0"
-    if (level / "zarr.json").is_file():
-        meta = _read_json(level / "zarr.json", sd.source)
-        shape = [int(v) for v in meta.get("shape", [])]
-        dtype = np.dtype(str(meta.get("data_type")))
-        driver = "zarr3"
-    elif (level / ".zarray").is_file():
-        meta = _read_json(level / ".zarray", sd.source)
-        shape = [int(v) for v in meta.get("shape", [])]
-        dtype = np.dtype(meta.get("dtype")).newbyteorder("=")
-        driver = "zarr"
-    else:
-        raise SourceError(f"{level}: no zarr array (level 0 of setup {view[1]}, timepoint {view[0]})")
+    try:
+        if (level / "zarr.json").is_file():
+            meta = _read_json(level / "zarr.json", sd.source)
+            shape = [int(v) for v in meta.get("shape", [])]
+            dtype = np.dtype(str(meta.get("data_type")))
+            driver = "zarr3"
+        elif (level / ".zarray").is_file():
+            meta = _read_json(level / ".zarray", sd.source)
+            shape = [int(v) for v in meta.get("shape", [])]
+            dtype = np.dtype(meta.get("dtype")).newbyteorder("=")
+            driver = "zarr"
+        else:
+            raise SourceError(f"{level}: no zarr array (level 0 of setup {view[1]}, timepoint {view[0]})")
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, SourceError):
+            raise
+        raise SourceError(f"{level}: unreadable array metadata: {exc}") from None
+    if min(shape, default=0) < 1:
+        raise SourceError(f"{level}: empty array of shape {shape}")
     if len(shape) == 3:
         index: tuple[int, ...] = ()
         if zg.indices:
@@ -276,7 +283,12 @@ def _n5_source(
         raise SourceError(
             f"{ds}: expected a 3-D N5 dataset, got dimensions {dims!r}, dataType {dtype_name!r}"
         )
-    x, y, z = (int(v) for v in dims)
+    try:
+        x, y, z = (int(v) for v in dims)
+    except (TypeError, ValueError):
+        raise SourceError(f"{ds}: dimensions {dims!r} are not integers") from None
+    if min(x, y, z) < 1:
+        raise SourceError(f"{ds}: empty dataset {dims!r}")
     spec = {"driver": "n5", "kvstore": {"driver": "file", "path": str(ds)}}
     return N5Source(spec, (), (z, y, x), xyz=True), (z, y, x), np.dtype(str(dtype_name))
 
