@@ -262,9 +262,21 @@ def test_refusals(tmp_path: Path, tiles: list[Tile]) -> None:
     other = tmp_path / "q.ome.zarr"
     other.mkdir()
     (other / "precious.txt").write_text("keep")
-    with pytest.raises(OutputExistsError, match="not a Zarr group"):
+    with pytest.raises(OutputExistsError, match="not written by ngff-tiles"):
         export_bdv(tiles[:2], tmp_path / "q.xml", overwrite=True)
     assert (other / "precious.txt").read_text() == "keep"
+    foreign = tmp_path / "f.xml"
+    foreign.write_text("<SpimData/>")
+    with pytest.raises(OutputExistsError, match="not written by ngff-tiles"):
+        export_bdv(tiles[:2], foreign, overwrite=True)
+    assert foreign.read_text() == "<SpimData/>"
+    export_bdv(tiles[:2], tmp_path / "h.xml", format="h5")
+    export_bdv(tiles[:2], tmp_path / "h.xml", format="h5", overwrite=True)
+    (tmp_path / "h.xml").unlink()
+    with h5py.File(tmp_path / "h.h5", "w") as f:
+        f["mine"] = 1
+    with pytest.raises(OutputExistsError, match="not written by ngff-tiles"):
+        export_bdv(tiles[:2], tmp_path / "h.xml", format="h5", overwrite=True)
     with pytest.raises(LayoutError, match="same position"):
         export_bdv([tiles[0], dataclasses.replace(tiles[0], tile_id=99)], tmp_path / "r.xml")
 

@@ -29,6 +29,7 @@ first and the XML last, so a project without its XML is visibly incomplete.
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import math
 import os
 import shutil
@@ -258,6 +259,7 @@ def _write_h5(path: Path, setups: Sequence[ViewSetup], views: Sequence[_View]) -
     except ImportError:
         raise MissingDependencyError("BDV HDF5 export needs h5py: pip install 'ngff-tiles[bdv]'") from None
     with h5py.File(path, "w") as f:
+        f.attrs[MARKER] = "bdv export"
         first: dict[int, Tile] = {}
         for v in views:
             first.setdefault(v.setup, v.tile)
@@ -300,17 +302,47 @@ def _h5_loader(name: str) -> ET.Element:
 # ---------------------------------------------------------------------------------------------
 
 
-def _refuse_or_remove(path: Path, overwrite: bool) -> None:
+MARKER = "ngff_tiles"
+"""Attribute (Zarr container, HDF5 root) and XML element (``<ngffTiles>``) marking our exports."""
+
+
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is an export of ours (only those are replaced by ``overwrite``)."""
+    try:
+        if path.is_dir():
+            if not any(path.iterdir()):
+                return True
+            attrs = path / ".zattrs"
+            return attrs.is_file() and MARKER in json.loads(attrs.read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        if path.suffix == ".xml":
+            return b"<ngffTiles " in head
+        if head.startswith(b"\x89HDF\r\n\x1a\n"):
+            import h5py
+
+            with h5py.File(path, "r") as h5:
+                return MARKER in h5.attrs
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def _check_replaceable(path: Path, overwrite: bool) -> None:
     if not (path.exists() or path.is_symlink()):
         return
     if not overwrite:
         raise OutputExistsError(f"{path}: exists; pass --overwrite to replace it")
-    if path.is_symlink() or path.is_file():
+    if path.is_symlink() or not _ours(path):
+        raise OutputExistsError(
+            f"{path}: exists and was not written by ngff-tiles bdv export; refusing to delete it"
+        )
+
+
+def _remove(path: Path) -> None:
+    if path.is_file():
         path.unlink()
-    else:
-        marker = path / ".zgroup"
-        if any(path.iterdir()) and not marker.is_file():
-            raise OutputExistsError(f"{path}: exists and is not a Zarr group; refusing to delete it")
+    elif path.is_dir():
         shutil.rmtree(path)
 
 
@@ -350,12 +382,17 @@ def export_bdv(
         raise MetadataError(f"{tiles[0].source.path}: bad pixel size {u}")
     stem = xml_path.name[: -len(".xml")]
     data = xml_path.with_name(f"{stem}.ome.zarr" if format == "zarr" else f"{stem}.h5")
-    _refuse_or_remove(xml_path, overwrite)
-    _refuse_or_remove(data, overwrite)
+    for path in (xml_path, data):  # both checked before either is touched
+        _check_replaceable(path, overwrite)
+    for path in (xml_path, data):
+        _remove(path)
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     if format == "zarr":
         data.mkdir()
         (data / ".zgroup").write_text('{\n  "zarr_format": 2\n}\n', encoding="utf-8")
+        (data / ".zattrs").write_text(
+            json.dumps({MARKER: {"bdv_export": xml_path.name}}) + "\n", encoding="utf-8"
+        )
         workers = max_workers or os.cpu_count() or 1
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
             for fut in [pool.submit(_write_zarr_view, data, v, compression) for v in views]:
