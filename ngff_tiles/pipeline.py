@@ -673,7 +673,11 @@ def convert(
                     "shape": list(pt.tile.shape),
                     "position_um": list(pt.tile.position_um),
                     "offset_px": list(pt.offset_px),
-                    **({"affine_um": [list(r) for r in pt.tile.affine_um]} if pt.tile.affine_um else {}),
+                    **(
+                        {"affine_um": [list(r) for r in pt.tile.affine_um], "stop_px": list(pt.stop_px)}
+                        if pt.tile.affine_um
+                        else {}
+                    ),
                 }
                 for pt in lay.tiles
             ],

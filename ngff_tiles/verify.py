@@ -400,6 +400,9 @@ class _Verifier:
                 return None
             start = [t, c, *off]
             stop = [t + 1, c + 1, *(o + s for o, s in zip(off, shp, strict=True))]
+            if isinstance(tile.get("stop_px"), list) and len(tile["stop_px"]) == 3:
+                # a tile under a general affine: its output bounding box, not offset + shape
+                stop = [t + 1, c + 1, *(int(v) for v in tile["stop_px"])]
             if any(b > n for b, n in zip(stop, arr.shape, strict=True)):
                 self.problem(
                     f"{where}: tiles[{i}] (t, c, z, y, x) box {start}..{stop} reaches beyond "

@@ -492,3 +492,21 @@ def test_mixed_plain_and_rotated_tiles(tmp_path: Path) -> None:
     assert offsets[2][1] - offsets[0][1] == 100
     z, y, x = offsets[1]
     assert (out[:, y:, x:] > 0).sum() > 0.95 * b.size
+
+
+def test_verify_knows_the_footprint_of_affine_tiles(tmp_path: Path) -> None:
+    """``verify`` expects the chunks of a rotated tile's bounding box, not of offset + shape."""
+    from ngff_tiles.options import WriterOptions
+    from ngff_tiles.verify import verify_store
+
+    a = np.random.default_rng(0).integers(1, 4000, (1, 100, 400)).astype(np.uint16)
+    c, s = math.cos(math.radians(80)), math.sin(math.radians(80))
+    turned = ((1, 0, 0, 0), (0, c, s, 0), (0, -s, c, 0), (0, 0, 0, 1))
+    t = Tile(tile_id=0, source=ArraySource(a), shape=a.shape, dtype=a.dtype, position_um=(0, 0, 0),
+             pixel_size_um=(1, 1, 1), affine_um=turned)  # fmt: skip
+    small = WriterOptions(chunks=(1, 64, 64), shards=(1, 128, 128))
+    res = convert([t], tmp_path / "o.ome.zarr", writer=small, execution=QUIET)
+    assert res.layout.spatial_shape[2] < 400  # offset + shape would reach beyond the array
+    report = verify_store(tmp_path / "o.ome.zarr", progress=False)
+    assert report.ok, report.problems
+    assert not [w for w in report.warnings if "no tile covers it" in w], report.warnings
