@@ -92,6 +92,11 @@ def _add_reader_args(p: argparse.ArgumentParser) -> None:
         default="recorded",
         help="ND2: stage XY as recorded per frame (default, where present) or the requested loop points",
     )
+    p.add_argument(
+        "--allow-absolute-paths",
+        action="store_true",
+        help="BigDataViewer XML: accept image paths outside the XML's folder (refused by default)",
+    )
 
 
 def _xy(text: str) -> tuple[float, float]:
@@ -189,6 +194,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=SUBPIXEL_MODES,
         default="round",
         help="round positions to whole pixels (default), or resample tiles to their exact positions",
+    )
+    g.add_argument(
+        "--interpolation",
+        choices=("linear", "nearest"),
+        default="linear",
+        help="resampling of tiles under a rotation/affine (BigStitcher): linear (default), "
+        "nearest for labels",
     )
     g = c.add_argument_group("fusion")
     g.add_argument(
@@ -294,6 +306,33 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("path", nargs="?", metavar="PATH")
     _add_common(r)
 
+    b = sub.add_parser("bdv", help="BigDataViewer/BigStitcher projects: `bdv export` writes one")
+    bsub = b.add_subparsers(dest="bdv_command", required=True, metavar="ACTION")
+    be = bsub.add_parser(
+        "export",
+        help="write tiles as a BigStitcher project (XML + per-view OME-Zarr or BDV-H5), unfused",
+        description="Write the tiles of any supported input as a SpimData XML that BigStitcher opens "
+        "directly; refine there, save, then `ngff-tiles convert project.xml -o fused.ome.zarr`.",
+    )
+    be.add_argument("inputs", nargs="+", metavar="INPUT", help="tiles: a file, folder or tile table")
+    be.add_argument("-o", "--output", required=True, metavar="PROJECT.xml", help="the XML to write")
+    be.add_argument(
+        "--format",
+        choices=("zarr", "h5"),
+        default="zarr",
+        help="pixels as OME-Zarr 0.4 per view (default, bdv.multimg.zarr) or one BDV HDF5 file",
+    )
+    be.add_argument(
+        "--compression",
+        choices=("gzip", "blosc-zstd", "blosc-lz4", "zstd", "none"),
+        default="gzip",
+        help="Zarr codec (default gzip, which every Fiji reads)",
+    )
+    be.add_argument("--overwrite", action="store_true", help="replace an existing project XML and its data")
+    be.add_argument("--max-workers", type=int, metavar="N", help="views written in parallel")
+    _add_reader_args(be)
+    _add_common(be)
+
     d = sub.add_parser("demo", help="make the built-in synthetic sample and convert it")
     d.add_argument("-o", "--output-dir", default="demo-output", help="folder for the sample and the output")
     d.add_argument("--overwrite", action="store_true", help="replace a previous demo output")
@@ -312,6 +351,7 @@ def _reader_options(args: argparse.Namespace) -> Any:
         pixel_size_um=px,
         grid_layout=bool(getattr(args, "grid", False)),
         positions=getattr(args, "positions", "recorded"),
+        allow_absolute_paths=bool(getattr(args, "allow_absolute_paths", False)),
     )
 
 
@@ -339,7 +379,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         reader=args.reader,
         reader_options=_reader_options(args),
         layout=LayoutOptions(
-            flip_x=args.flip_x, flip_y=args.flip_y, swap_xy=args.swap_xy, subpixel=args.subpixel
+            flip_x=args.flip_x,
+            flip_y=args.flip_y,
+            swap_xy=args.swap_xy,
+            subpixel=args.subpixel,
+            interpolation=args.interpolation,
         ),
         fusion=fusion,
         pyramid=PyramidOptions(downsample_z=args.downsample_z, max_levels=args.max_levels),
@@ -475,6 +519,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             px = ", ".join(f"{v:g}" for v in t.pixel_size_um)
             pos = ", ".join(f"{v:.3f}" for v in t.position_um)
             well = f" well {t.well}/{t.field_index}" if t.well else ""
+            well += " (affine: resampled)" if t.affine_um is not None else ""
             print(
                 f"{t.tile_id:>5} {t.name[:24]:<24} {t.channel[:12]:<12} {t.time_index:>3} {shape:<18} "
                 f"{t.dtype!s:<8} {px:<24} {pos}{well}"
@@ -509,6 +554,30 @@ def _cmd_readers(args: argparse.Namespace) -> int:
         else:
             status = info.reader.description
         print(f"{info.name:<12} {info.origin:<10} {status}")
+    return 0
+
+
+def _cmd_bdv(args: argparse.Namespace) -> int:
+    from ngff_tiles.readers import read_tiles
+    from ngff_tiles.writers.bdv import export_bdv
+
+    tiles = read_tiles(args.inputs, reader=args.reader, options=_reader_options(args))
+    result = export_bdv(
+        tiles,
+        args.output,
+        format=args.format,
+        compression=args.compression,
+        overwrite=args.overwrite,
+        max_workers=args.max_workers,
+    )
+    log.warning(
+        "wrote %s: %d view setup(s), %d view(s), pixels in %s; world unit %g µm",
+        result.xml,
+        result.setups,
+        result.views,
+        result.data,
+        result.world_unit_um,
+    )
     return 0
 
 
@@ -571,6 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "view": _cmd_view,
         "readers": _cmd_readers,
         "demo": _cmd_demo,
+        "bdv": _cmd_bdv,
     }
     try:
         return int(commands[args.command](args))

@@ -48,12 +48,16 @@ class ReaderOptions:
         acquisition (``events()``: ``X Coord [µm]``/``Y Coord [µm]``) where the file has it, else
         the requested loop point; ``"requested"`` always takes the experiment's XYPosLoop points
         (or the global position of a single-position file).
+    allow_absolute_paths
+        BigDataViewer XML only: accept image paths outside the XML's folder (absolute paths or
+        ``..`` escapes). Off by default, so an XML cannot make us read arbitrary files.
     """
 
     position_unit: str | None = None
     pixel_size_um: tuple[float, ...] | None = None
     grid_layout: bool = False
     positions: Literal["recorded", "requested"] = "recorded"
+    allow_absolute_paths: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,6 +77,10 @@ class LayoutOptions:
         resampling, pixel values untouched, placement error up to half a pixel. ``"linear"`` or
         ``"cubic"`` (Keys, a = -0.5): each tile is resampled in y and x by its fractional offset
         after dark/flat correction, so it lands at its exact position (z is always rounded).
+    interpolation
+        How tiles under a general affine (rotated or sheared, e.g. refined in BigStitcher) are
+        resampled: ``"linear"`` (default) or ``"nearest"`` (for integer label images).
+        Translation-only tiles are never resampled by it.
     """
 
     flip_x: bool = False
@@ -80,6 +88,7 @@ class LayoutOptions:
     swap_xy: bool = False
     pixel_size_um: tuple[float, float, float] | None = None
     subpixel: Literal["round", "linear", "cubic"] = "round"
+    interpolation: Literal["linear", "nearest"] = "linear"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

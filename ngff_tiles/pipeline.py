@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from ngff_tiles.errors import LayoutError, MissingDependencyError, NgffTilesError
+from ngff_tiles.fusion.affine import AffinePlacedTile, place_affine
 from ngff_tiles.fusion.kernel import BlockTile, Corrections, fuse_block, make_corrections
 from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
-from ngff_tiles.layout.place import Layout, check_uniform, place_tiles
+from ngff_tiles.layout.place import Layout, check_uniform
 from ngff_tiles.layout.plate import PlateLayout, assign_plate, plate_map
 from ngff_tiles.options import (
     ExecutionOptions,
@@ -262,7 +263,9 @@ def plan(
         ranges = [_block_range(p.offset_px[i], p.stop_px[i], block[i]) for i in range(3)]
         for bz, by, bx in itertools.product(*ranges):
             index[(p.time_index, p.channel_index, bz, by, bx)].append(
-                BlockTile(p.tile, p.offset_px, (p.fraction_px[1], p.fraction_px[2]))
+                p.block_tile()
+                if isinstance(p, AffinePlacedTile)  # a general affine (ngff_tiles.fusion.affine)
+                else BlockTile(p.tile, p.offset_px, (p.fraction_px[1], p.fraction_px[2]))
             )
 
     # dark/flat images go into the graph once; every level-0 task depends on this key, so a
@@ -543,7 +546,7 @@ def convert(
     else:
         groups = [("", tiles)]
     layouts = [
-        (path, place_tiles(group, layout_opts, channels=channels, time_indices=times))
+        (path, place_affine(group, layout_opts, channels=channels, time_indices=times))
         for path, group in groups
     ]
     if plate is not None and plate.pad_wells:
@@ -684,6 +687,11 @@ def convert(
                     "shape": list(pt.tile.shape),
                     "position_um": list(pt.tile.position_um),
                     "offset_px": list(pt.offset_px),
+                    **(
+                        {"affine_um": [list(r) for r in pt.tile.affine_um], "stop_px": list(pt.stop_px)}
+                        if pt.tile.affine_um
+                        else {}
+                    ),
                 }
                 for pt in lay.tiles
             ],

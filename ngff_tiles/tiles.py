@@ -132,6 +132,33 @@ def _check_triplet(name: str, value: Any, positive: bool) -> tuple[float, float,
     return (out[0], out[1], out[2])
 
 
+def _check_affine(
+    value: Any, position: tuple[float, float, float], pixel: tuple[float, float, float]
+) -> tuple[tuple[float, float, float, float], ...] | None:
+    """Validate a 4×4 (z, y, x) pixel-to-µm affine; ``None`` when it is a plain translation."""
+    try:
+        m = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"Expected a 4x4 matrix of numbers for affine_um, got {value!r} instead") from None
+    if m.shape == (3, 4):
+        m = np.vstack([m, [0.0, 0.0, 0.0, 1.0]])
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+        raise ValueError(f"Expected a finite 4x4 matrix for affine_um, got shape {m.shape} instead")
+    if not np.array_equal(m[3], [0.0, 0.0, 0.0, 1.0]):
+        raise ValueError(f"Expected the last row of affine_um to be (0, 0, 0, 1), got {m[3].tolist()}")
+    scale = float(np.abs(m[:3, :3]).max())
+    if scale == 0 or abs(float(np.linalg.det(m[:3, :3]))) < 1e-12 * scale**3:
+        raise ValueError("Expected an invertible affine_um, got a singular matrix")
+    if not np.allclose(m[:3, 3], position, rtol=1e-9, atol=1e-9):
+        raise ValueError(
+            f"Expected the translation of affine_um {m[:3, 3].tolist()} to equal position_um {position}"
+        )
+    if np.allclose(m[:3, :3], np.diag(pixel), rtol=0.0, atol=1e-9 * scale):
+        return None
+    rows = tuple((float(r[0]), float(r[1]), float(r[2]), float(r[3])) for r in m)
+    return rows
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tile:
     """One frame (or z-stack) of one channel at one time point, placed in stage space.
@@ -160,6 +187,13 @@ class Tile:
         Human-readable tile name (position label), for ``info`` and provenance.
     extra
         Provenance only; nothing downstream branches on it.
+    affine_um
+        Optional 4×4 matrix (nested tuples) mapping the homogeneous pixel index (z, y, x, 1) to
+        physical (z, y, x, 1) in µm, for tiles under a general affine (rotation, shear, scale
+        refinements from BigStitcher). Its translation column must equal ``position_um``. An affine
+        that is only ``diag(pixel_size_um)`` plus a translation is stored as ``None``: such tiles
+        stay on the translation fast path. ``None`` (default): pixel (z, y, x) lies at
+        ``position_um + (z, y, x) * pixel_size_um``.
     """
 
     tile_id: int
@@ -174,6 +208,7 @@ class Tile:
     field_index: int = 0
     name: str = ""
     extra: Mapping[str, object] = field(default_factory=lambda: _EMPTY)
+    affine_um: tuple[tuple[float, float, float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(s) for s in self.shape)
@@ -185,6 +220,9 @@ class Tile:
         object.__setattr__(self, "pixel_size_um", _check_triplet("pixel_size_um", self.pixel_size_um, True))
         if not isinstance(self.extra, MappingProxyType):
             object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+        if self.affine_um is not None:
+            affine = _check_affine(self.affine_um, self.position_um, self.pixel_size_um)
+            object.__setattr__(self, "affine_um", affine)
 
     def __getstate__(self) -> dict[str, Any]:
         state = {name: getattr(self, name) for name in self.__dataclass_fields__}

@@ -6,7 +6,8 @@ What is checked, per image (the root image, or every image of a plate):
    record's ``"status"`` (``"complete"`` only once the conversion finished).
 2. **Presence**: the storage units (shards for sharded Zarr v3, chunks otherwise) that must exist,
    derived from the provenance record: at level 0 every unit a tile's box
-   ``[offset_px, offset_px + shape)`` overlaps, in that tile's channel and time point; at level
+   ``[offset_px, offset_px + shape)`` (``[offset_px, stop_px)`` for a tile under a general affine)
+   overlaps, in that tile's channel and time point; at level
    ``k`` every unit that holds the downsampled box of an expected level ``k - 1`` unit. Grids,
    key encodings and codecs come from each array's ``zarr.json`` / ``.zarray``.
 3. **Decoding**: every stored unit is read through tensorstore, one unit's box at a time. A
@@ -400,6 +401,9 @@ class _Verifier:
                 return None
             start = [t, c, *off]
             stop = [t + 1, c + 1, *(o + s for o, s in zip(off, shp, strict=True))]
+            if isinstance(tile.get("stop_px"), list) and len(tile["stop_px"]) == 3:
+                # a tile under a general affine: its output bounding box, not offset + shape
+                stop = [t + 1, c + 1, *(int(v) for v in tile["stop_px"])]
             if any(b > n for b, n in zip(stop, arr.shape, strict=True)):
                 self.problem(
                     f"{where}: tiles[{i}] (t, c, z, y, x) box {start}..{stop} reaches beyond "

@@ -182,13 +182,9 @@ def _whole_block_reference(bts: list[BlockTile], start, stop, corr) -> np.ndarra
     from ngff_tiles.fusion import kernel
 
     ordered = list(reversed(bts)) if corr.blend == "first" else bts
-    hits = []
-    for bt in ordered:
-        hit = kernel._intersect(bt.offset, bt.tile.shape, start, stop)
-        if hit is not None:
-            hits.append((bt, *hit))
-    shape = tuple(b - a for a, b in zip(start, stop, strict=True))
-    return kernel._fuse_whole(hits, shape, np.dtype(np.uint16), corr)
+    out = kernel._fuse_whole(ordered, start, stop, np.dtype(np.uint16), corr)
+    assert out is not None
+    return out
 
 
 @pytest.mark.parametrize("mode", ["linear", "cosine", "mean", "max", "first", "last"])

@@ -290,6 +290,8 @@ def fuse_block(
     """
     shape = tuple(b - a for a, b in zip(start, stop, strict=True))
     ordered = list(reversed(tiles)) if corrections.blend == "first" else list(tiles)
+    if any(bt.tile.affine_um is not None for bt in ordered):
+        return _fuse_whole(ordered, start, stop, np.dtype(dtype), corrections)
     hits = []
     for bt in ordered:
         hit = _intersect(bt.offset, bt.tile.shape, start, stop)
@@ -299,7 +301,7 @@ def fuse_block(
         return None
     cells = _cells([h[2] for h in hits], shape, limit=64 + 8 * len(hits))
     if cells is None:
-        return _fuse_whole(hits, shape, np.dtype(dtype), corrections)
+        return _fuse_whole(ordered, start, stop, np.dtype(dtype), corrections)
     out = np.zeros(shape, dtype=dtype)
     for cell, cover in cells:
         _cast_into(out[cell], _fuse_cell([hits[i] for i in cover], cell, corrections))
@@ -346,9 +348,18 @@ def _fuse_cell(
 
 
 def _fuse_whole(
-    hits: Sequence[_Hit], shape: tuple[int, ...], dtype: np.dtype, corrections: Corrections
-) -> np.ndarray:
-    """Fuse a block touched by so many tiles that cutting it into cells would cost more than it saves."""
+    ordered: Sequence[BlockTile],
+    start: Sequence[int],
+    stop: Sequence[int],
+    dtype: np.dtype,
+    corrections: Corrections,
+) -> np.ndarray | None:
+    """Fuse a block by accumulating every tile over all of it.
+
+    Used for blocks with affine tiles and for blocks touched by so many tiles that cutting them
+    into cells would cost more than it saves.
+    """
+    shape = tuple(b - a for a, b in zip(start, stop, strict=True))
     mode = corrections.blend
     weighted = mode in WEIGHTED_MODES
     acc = np.zeros(shape, dtype=np.float32)
@@ -358,8 +369,21 @@ def _fuse_whole(
         covered = np.zeros(shape, dtype=bool)
         if mode == "max":
             acc.fill(-np.inf)
-    for bt, src, dst in hits:
+    touched = False
+    for bt in ordered:
         t = bt.tile
+        if t.affine_um is not None:  # a general affine: resampled by ngff_tiles.fusion.affine
+            from ngff_tiles.fusion.affine import AffineBlockTile, accumulate
+
+            if not isinstance(bt, AffineBlockTile):
+                raise TypeError(f"{t.source.path}: a tile with an affine needs place_affine() placement")
+            touched |= accumulate(bt, start, stop, corrections, acc, wsum if weighted else covered)
+            continue
+        hit = _intersect(bt.offset, t.shape, start, stop)
+        if hit is None:
+            continue
+        src, dst = hit
+        touched = True
         if weighted:
             w = weight_2d((t.shape[1], t.shape[2]), mode, corrections.blend_width)[src[1], src[2]]
         data = _read_corrected(bt, src, corrections, w if weighted else None)
@@ -372,6 +396,8 @@ def _fuse_whole(
             else:
                 acc[dst] = data
             covered[dst] = True
+    if not touched:
+        return None
     if weighted:
         np.divide(acc, wsum, out=acc, where=wsum > 0)
     else:

@@ -46,6 +46,7 @@ _BUILTIN: dict[str, str] = {
     "ome-tiff": "ngff_tiles.readers.tiff:OmeTiffReader",
     "ndtiff": "ngff_tiles.readers.ndtiff:NDTiffReader",
     "nd2": "ngff_tiles.readers.nd2:ND2Reader",
+    "bdv": "ngff_tiles.readers.bdv:BdvReader",
 }
 
 
