@@ -92,6 +92,19 @@ def _add_reader_args(p: argparse.ArgumentParser) -> None:
         default="recorded",
         help="ND2: stage XY as recorded per frame (default, where present) or the requested loop points",
     )
+    p.add_argument(
+        "--pyme-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="PYME data server for pyme-cluster:// inputs (http://host:port or file:///root; repeatable; "
+        "default: $NGFF_TILES_PYME_SERVERS); servers are never discovered",
+    )
+    p.add_argument(
+        "--keep-camera-offset",
+        action="store_true",
+        help="PYME: do not subtract Camera.ADOffset in the reader (implied by --dark)",
+    )
 
 
 def _xy(text: str) -> tuple[float, float]:
@@ -312,6 +325,10 @@ def _reader_options(args: argparse.Namespace) -> Any:
         pixel_size_um=px,
         grid_layout=bool(getattr(args, "grid", False)),
         positions=getattr(args, "positions", "recorded"),
+        pyme_servers=tuple(getattr(args, "pyme_server", None) or ()),
+        subtract_camera_offset=not (
+            getattr(args, "keep_camera_offset", False) or getattr(args, "dark", None) is not None
+        ),
     )
 
 

@@ -48,12 +48,21 @@ class ReaderOptions:
         acquisition (``events()``: ``X Coord [µm]``/``Y Coord [µm]``) where the file has it, else
         the requested loop point; ``"requested"`` always takes the experiment's XYPosLoop points
         (or the global position of a single-position file).
+    pyme_servers
+        PYME only: data server URLs (``http://host:port``, or ``file:///root`` for a server root on
+        local disk) that ``pyme-cluster://`` inputs are read from. Empty: the servers in the
+        environment variable ``NGFF_TILES_PYME_SERVERS``. Servers are never discovered.
+    subtract_camera_offset
+        PYME only: subtract the camera offset ``Camera.ADOffset`` from every frame in the reader
+        (saturating at 0), as PYME's own tiling does. Turn off when giving ``FusionOptions.dark``.
     """
 
     position_unit: str | None = None
     pixel_size_um: tuple[float, ...] | None = None
     grid_layout: bool = False
     positions: Literal["recorded", "requested"] = "recorded"
+    pyme_servers: tuple[str, ...] = ()
+    subtract_camera_offset: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,6 +46,8 @@ _BUILTIN: dict[str, str] = {
     "ome-tiff": "ngff_tiles.readers.tiff:OmeTiffReader",
     "ndtiff": "ngff_tiles.readers.ndtiff:NDTiffReader",
     "nd2": "ngff_tiles.readers.nd2:ND2Reader",
+    "pyme-cluster": "ngff_tiles.readers.pyme.cluster:PymeClusterReader",
+    "pyme": "ngff_tiles.readers.pyme.series:PymeSeriesReader",
 }
 
 

@@ -182,9 +182,9 @@ def _kernel(
 
     Plain Python so that it runs without numba; numba compiles the same function.
     """
-    nbytes = data.shape[0]
+    nbytes: int = data.shape[0]
     total_bits = nbytes * 8
-    pos = start_bit
+    pos: int = start_bit
     mask = (1 << bits) - 1
     n = out.shape[0]
     # bit buffer: ``buf`` holds ``cnt`` (< 64) valid bits in its low bits, next bit most
@@ -201,10 +201,8 @@ def _kernel(
             buf = (buf << 8) | int(data[byte])
             cnt += 8
             byte += 1
-        if cnt >= bits:
-            w = (buf >> (cnt - bits)) & mask
-        else:  # near the end: pad with zeros, the length check below catches overruns
-            w = (buf << (bits - cnt)) & mask
+        # near the end, pad with zeros: the length checks below catch overruns
+        w = ((buf >> (cnt - bits)) if cnt >= bits else (buf << (bits - cnt))) & mask
         ln = tlen[w]
         if ln > 0:
             if ln > cnt:
@@ -358,7 +356,7 @@ def encode(data: bytes | np.ndarray) -> bytes:
     total = int(sym_lens.sum())
     bitarr = np.zeros(len(head) + total, dtype=np.uint8)
     bitarr[: len(head)] = head
-    starts = len(head) + np.concatenate(([0], np.cumsum(sym_lens)[:-1])) if len(sym) else np.zeros(0, np.int64)
+    starts = len(head) + np.concatenate(([0], np.cumsum(sym_lens)[:-1]))
     maxlen = int(sym_lens.max()) if len(sym) else 0
     for k in range(maxlen):
         sel = sym_lens > k

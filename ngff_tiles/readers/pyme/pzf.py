@@ -27,6 +27,7 @@ frame.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 import warnings
@@ -61,7 +62,8 @@ MAX_DECODED_BYTES = 1 << 31
 
 _HEAD_V12 = struct.Struct("<2sBBBBccqIIIIQff")
 _HEAD_V3 = struct.Struct("<2sBBBBccqIIIIQffI12s")
-assert _HEAD_V12.size == 48 and _HEAD_V3.size == 64
+assert _HEAD_V12.size == 48
+assert _HEAD_V3.size == 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,10 +280,8 @@ def loads(buf: bytes | memoryview, name: str = "<bytes>") -> tuple[np.ndarray, P
         raw = _huffman(payload, n if quantized else full, name, base)
     else:  # chunks; PYME's writer ignores quantization here, so accept either decoded length
         raw = _chunks(payload, (n, full) if quantized else (full,), name, base)
-    if quantized and len(raw) == n:
-        values = _dequantize(raw, header, name)
-    else:  # RAW/CHUNKS + SQRT as PYME writes them: the data are not quantized
-        values = raw.view(dtype)
+    # RAW/CHUNKS + SQRT as PYME writes them hold unquantized data: told apart by their length
+    values = _dequantize(raw, header, name) if quantized and len(raw) == n else raw.view(dtype)
     arr = values.reshape((header.width, header.height, header.depth), order=header.dim_order)
     if not dtype.isnative:  # pragma: no cover - big-endian hosts
         arr = arr.astype(dtype.newbyteorder("="))
@@ -340,6 +340,7 @@ def encode_frame(
         img = img[None]
     fmt = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1, np.dtype(np.float32): 2}[img.dtype]
     xyz = img.transpose(2, 1, 0)  # [x, y, z]
+    order: Literal["C", "F"]
     if layout == "acquisition":
         if img.shape[0] != 1:
             raise ValueError("the acquisition layout holds 2-D frames only")
@@ -347,7 +348,7 @@ def encode_frame(
         order = "F"
     else:
         pyme = xyz
-        order = layout
+        order = "C" if layout == "C" else "F"
     if version == 1 and order != "C":
         raise ValueError("PZF v1 frames are always C-ordered")
     w, h, d = pyme.shape
@@ -367,7 +368,7 @@ def encode_frame(
     else:
         bounds = np.linspace(0, len(data), n_chunks + 1).astype(int)
         parts = [struct.pack("<H", n_chunks)]
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        for a, b in itertools.pairwise(bounds):
             stream = huff.encode(data[a:b])
             parts.append(struct.pack("<II", len(stream), b - a) + stream)
         payload = b"".join(parts)
