@@ -203,7 +203,7 @@ def _kernel(
             byte += 1
         # near the end, pad with zeros: the length checks below catch overruns
         w = ((buf >> (cnt - bits)) if cnt >= bits else (buf << (bits - cnt))) & mask
-        ln = tlen[w]
+        ln = int(tlen[w])
         if ln > 0:
             if ln > cnt:
                 return -1 - total_bits
@@ -215,7 +215,7 @@ def _kernel(
                 return -1 - total_bits
             cnt -= bits
             pos += bits
-            nd = tnode[w]
+            nd = int(tnode[w])
             while symbol[nd] < 0:
                 if cnt == 0:
                     while cnt <= 55 and byte < nbytes:
@@ -227,7 +227,7 @@ def _kernel(
                 b = (buf >> (cnt - 1)) & 1
                 cnt -= 1
                 pos += 1
-                nd = child1[nd] if b else child0[nd]
+                nd = int(child1[nd]) if b else int(child0[nd])
             out[i] = symbol[nd]
         buf &= (1 << cnt) - 1
     return pos
