@@ -276,7 +276,8 @@ class ClusterClient:
             if directory:
                 if not os.path.isdir(full):
                     return None
-                return [e.name + ("/" if e.is_dir() else "") for e in os.scandir(full)]
+                with os.scandir(full) as it:
+                    return [e.name + ("/" if e.is_dir() else "") for e in it]
             size = os.path.getsize(full)
             if size > max_bytes:
                 raise SourceError(f"{full}: {size} bytes, more than the {max_bytes} accepted")

@@ -545,14 +545,20 @@ def tiles_of(
 # local reader
 
 
+def _entries(folder: str | os.PathLike[str]) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError:
+        return []
+
+
 def _is_series_dir(path: Path) -> bool:
     if not path.is_dir():
         return False
     if path.name.endswith(SERIES_SUFFIX):
         return True
-    return (path / "metadata.json").is_file() and any(
-        FRAME_NAME.match(e.name) for e in os.scandir(path)
-    )
+    return (path / "metadata.json").is_file() and any(FRAME_NAME.match(e.name) for e in _entries(path))
 
 
 def find_series(path: str, max_depth: int = 4) -> list[Path]:
@@ -565,11 +571,7 @@ def find_series(path: str, max_depth: int = 4) -> list[Path]:
     found: list[Path] = []
 
     def walk(folder: Path, depth: int) -> None:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            return
-        for e in entries:
+        for e in _entries(folder):
             if not e.is_dir():
                 continue
             p = Path(e.path)
@@ -600,16 +602,13 @@ class PymeSeriesReader(BaseReader):
             return False
         if _is_series_dir(p):
             return True
-        for depth_one in sorted(os.scandir(p), key=lambda e: e.name)[:256]:
+        for depth_one in _entries(p)[:256]:
             if not depth_one.is_dir():
                 continue
             if depth_one.name.endswith(SERIES_SUFFIX):
                 return True
-            try:
-                if any(e.name.endswith(SERIES_SUFFIX) and e.is_dir() for e in os.scandir(depth_one.path)):
-                    return True
-            except OSError:
-                continue
+            if any(e.name.endswith(SERIES_SUFFIX) and e.is_dir() for e in _entries(depth_one.path)):
+                return True
         return False
 
     def tiles(self, path: str, options: ReaderOptions) -> list[Tile]:
