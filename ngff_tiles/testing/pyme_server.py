@@ -81,6 +81,7 @@ class PymeTestServer:
         self.drop_paths = drop_paths
         self.hostile = {k.strip("/"): v for k, v in (hostile or {}).items()}
         self.requests: list[str] = []
+        self.connections = 0
         self.faults = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -113,6 +114,11 @@ class PymeTestServer:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server.connections += 1
 
             def _send(
                 self, status: int, body: bytes, ctype: str, extra: Mapping[str, str] | None = None

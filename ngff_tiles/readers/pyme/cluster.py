@@ -37,6 +37,7 @@ import random
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -155,8 +156,12 @@ class ClientSettings:
 
     timeout: float = 20.0
     attempts: int = 5
-    backoff: float = 0.2
+    backoff: float = 0.1
     max_parallel: int = 8
+
+
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_MAX_IDLE = 16
 
 
 class _Pool:
@@ -171,15 +176,31 @@ class _Pool:
         self.timeout = timeout
         self._idle: queue.LifoQueue[http.client.HTTPConnection] = queue.LifoQueue()
 
-    def take(self) -> http.client.HTTPConnection:
+    def take(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection (reused: True) or a new one."""
         try:
-            return self._idle.get_nowait()
+            return self._idle.get_nowait(), True
         except queue.Empty:
             cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            return cls(self.host, self.port, timeout=self.timeout)
+            return cls(self.host, self.port, timeout=self.timeout), False
 
     def give(self, conn: http.client.HTTPConnection) -> None:
-        self._idle.put(conn)
+        if self._idle.qsize() >= _MAX_IDLE:
+            conn.close()
+        else:
+            self._idle.put(conn)
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def _close_pools(pools: dict[str, _Pool]) -> None:
+    for pool in pools.values():
+        pool.close()
 
 
 class ClusterClient:
@@ -202,69 +223,104 @@ class ClusterClient:
         self.servers = tuple(dict.fromkeys(normalise_server(s) for s in servers))
         self.settings = settings or ClientSettings()
         self._pools = {s: _Pool(s, self.settings.timeout) for s in self.servers if not s.startswith("file://")}
-        self.requests = 0  # HTTP requests sent (for tests and logging)
+        self._finalizer = weakref.finalize(self, _close_pools, self._pools)
+
+    def close(self) -> None:
+        """Close the idle pooled connections (new requests open new ones)."""
+        _close_pools(self._pools)
+
+    def __enter__(self) -> ClusterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- one request -------------------------------------------------------------------------
 
+    def _request(self, server: str, target: str, path: str, max_bytes: int) -> tuple[int, bytes, str]:
+        """One GET: (status, body, Location); a stale pooled connection is replaced silently."""
+        pool = self._pools[server]
+        while True:
+            conn, reused = pool.take()
+            try:
+                conn.request("GET", target, headers={"Accept-Encoding": "identity"})
+                resp = conn.getresponse()
+            except _STALE:
+                conn.close()
+                if reused:
+                    continue  # the server closed an idle keep-alive connection
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            break
+        try:
+            status = resp.status
+            if status == 200:
+                length = resp.getheader("Content-Length")
+                if length is not None and (not length.isdigit() or int(length) > max_bytes):
+                    raise SourceError(
+                        f"{server}: /{path} is {length} bytes, more than the {max_bytes} accepted"
+                    )
+                body = resp.read(max_bytes + 1)
+                if len(body) > max_bytes:
+                    raise SourceError(f"{server}: /{path} is larger than the {max_bytes} bytes accepted")
+                if length is not None and len(body) != int(length):
+                    raise http.client.IncompleteRead(body, int(length) - len(body))
+            else:
+                body = resp.read(1 << 20)
+                if not resp.isclosed():
+                    raise http.client.HTTPException("error body too long")
+        except BaseException:
+            conn.close()
+            raise
+        if resp.will_close:
+            conn.close()
+        else:
+            pool.give(conn)
+        return status, body, resp.getheader("Location") or ""
+
     def _http_get(self, server: str, path: str, max_bytes: int) -> bytes | None:
         """GET ``/<path>`` with retries; None on 404."""
-        pool = self._pools[server]
-        target = pool.prefix + "/" + urllib.parse.quote(path)
-        last: str = ""
+        prefix = self._pools[server].prefix
+        target = prefix + "/" + urllib.parse.quote(path)
+        last = ""
         delay = self.settings.backoff
-        for attempt in range(self.settings.attempts):
+        redirected = False
+        attempt = 0
+        while attempt < self.settings.attempts:
             if attempt:
                 time.sleep(delay * (1 + 0.25 * random.random()))
                 delay = min(delay * 2, 5.0)
-            conn = pool.take()
+            attempt += 1
             try:
-                self.requests += 1
-                conn.request("GET", target, headers={"Accept-Encoding": "identity"})
-                resp = conn.getresponse()
-                status = resp.status
-                if status == 200:
-                    length = resp.getheader("Content-Length")
-                    if length is not None and (not length.isdigit() or int(length) > max_bytes):
-                        conn.close()
-                        raise SourceError(
-                            f"{server}: /{path} is {length} bytes, more than the {max_bytes} accepted"
-                        )
-                    body = resp.read(max_bytes + 1)
-                    if len(body) > max_bytes:
-                        conn.close()
-                        raise SourceError(f"{server}: /{path} is larger than the {max_bytes} bytes accepted")
-                    if length is not None and len(body) != int(length):
-                        raise http.client.IncompleteRead(body, int(length) - len(body))
-                    if resp.will_close:
-                        conn.close()
-                    else:
-                        pool.give(conn)
-                    return body
-                resp.read()
-                if resp.will_close:
-                    conn.close()
-                else:
-                    pool.give(conn)
-                if status == 404:
-                    return None
-                if status in (301, 302, 307, 308):
-                    loc = resp.getheader("Location") or ""
-                    new = urllib.parse.urlsplit(loc).path.lstrip("/")
-                    if attempt == 0 and urllib.parse.unquote(new).rstrip("/") == path.rstrip("/"):
-                        path = urllib.parse.unquote(new)
-                        target = pool.prefix + "/" + urllib.parse.quote(path)
-                        continue
-                    raise SourceError(f"{server}: /{path} redirects to {loc!r}, which is not followed")
-                if status in _RETRY_STATUS:
-                    last = f"HTTP {status} {resp.reason}"
-                    continue
-                raise SourceError(f"{server}: GET /{path} failed: HTTP {status} {resp.reason}")
+                status, body, location = self._request(server, target, path, max_bytes)
             except SourceError:
                 raise
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                log.debug("%s: GET /%s attempt %d failed: %s", server, path, attempt + 1, last)
+                log.debug("%s: GET /%s attempt %d failed: %s", server, path, attempt, last)
+                continue
+            if status == 200:
+                return body
+            if status == 404:
+                return None
+            if status in (301, 302, 307, 308):
+                new = urllib.parse.unquote(urllib.parse.urlsplit(location).path)
+                if prefix and new.startswith(prefix + "/"):
+                    new = new[len(prefix) :]
+                new = new.lstrip("/")
+                if not redirected and new.rstrip("/") == path.rstrip("/"):  # a directory's slash
+                    redirected = True
+                    path = new
+                    target = prefix + "/" + urllib.parse.quote(path)
+                    attempt -= 1
+                    continue
+                raise SourceError(f"{server}: /{path} redirects to {location!r}, which is not followed")
+            if status in _RETRY_STATUS:
+                last = f"HTTP {status}"
+                continue
+            raise SourceError(f"{server}: GET /{path} failed: HTTP {status}")
         raise SourceError(
             f"{server}: GET /{path} failed after {self.settings.attempts} attempts; last error: {last}"
         )
@@ -423,6 +479,7 @@ class PymeClusterReader:
         servers = options.pyme_servers or servers_from_env()
         client = get_client(servers)
         url = f"{SCHEME}/"
+        listings = {}
         if _GLOB_CHARS & set(rel):
             found = [p for p in client.glob(rel) if p.endswith(SERIES_SUFFIX) or self._is_series(client, p)]
         else:
@@ -431,6 +488,7 @@ class PymeClusterReader:
                 raise SourceError(f"{path}: not found on {', '.join(client.servers)}")
             if "metadata.json" in listing or any(FRAME_NAME.match(n) for n in listing):
                 found = [rel]
+                listings[rel] = listing
             else:
                 found = [
                     f"{rel}/{n}".strip("/")
@@ -439,7 +497,7 @@ class PymeClusterReader:
                 ]
         if not found:
             raise SourceError(f"{path}: no PYME series found on {', '.join(client.servers)}")
-        return tiles_of(client, found, [url + p for p in found], options)
+        return tiles_of(client, found, [url + p for p in found], options, listings)
 
     @staticmethod
     def _is_series(client: ClusterClient, path: str) -> bool:

@@ -226,15 +226,21 @@ def _json(client: ClusterClient, path: str, servers: Sequence[str], where: str) 
         raise SourceError(f"{_plane_display(server, path)}: not valid JSON: {exc}") from None
 
 
-def load_series(client: ClusterClient, path: str, where: str) -> Series:
-    """Read a series' listing, metadata and events (no pixels).
+def load_series(
+    client: ClusterClient,
+    path: str,
+    where: str,
+    listing: Mapping[str, tuple[bool, tuple[str, ...]]] | None = None,
+) -> Series:
+    """Read a series' listing (unless given), metadata and events (no pixels).
 
     Raises
     ------
     SourceError
         No server holds the series, or it has neither metadata nor frames.
     """
-    listing = client.listdir(path)
+    if listing is None:
+        listing = client.listdir(path)
     if not listing:
         raise SourceError(f"{where}: no such series (not found on {', '.join(client.servers)})")
     frames: dict[int, tuple[str, ...]] = {}
@@ -530,10 +536,15 @@ def well_hints_for(series: Sequence[Series]) -> dict[str, tuple[Well, int]]:
 
 
 def tiles_of(
-    client: ClusterClient, paths: Sequence[str], display: Sequence[str], options: ReaderOptions
+    client: ClusterClient,
+    paths: Sequence[str],
+    display: Sequence[str],
+    options: ReaderOptions,
+    listings: Mapping[str, Mapping[str, tuple[bool, tuple[str, ...]]]] | None = None,
 ) -> list[Tile]:
     """Load every series of ``paths`` (root-relative) and return their tiles, ids in order."""
-    loaded = [load_series(client, p, d) for p, d in zip(paths, display, strict=True)]
+    known = listings or {}
+    loaded = [load_series(client, p, d, known.get(p)) for p, d in zip(paths, display, strict=True)]
     hints = well_hints_for(loaded) if len(loaded) > 1 else {}
     tiles: list[Tile] = []
     for s in loaded:
