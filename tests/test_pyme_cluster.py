@@ -50,6 +50,17 @@ def _fresh_cache() -> Iterator[None]:
 
 
 @pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The CLI configures the ngff_tiles logger; put it back for the tests that follow."""
+    import logging
+
+    logger = logging.getLogger("ngff_tiles")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture
 def events_server(tmp_path: Path) -> Iterator[PymeTestServer]:
     root = tmp_path / "root"
     shutil.copytree(EVENTS / "tiles_events.pcs", root / "tiles_events.pcs")
@@ -133,6 +144,7 @@ def test_cli_with_server_flag_and_environment(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    restore_logging: None,
 ) -> None:
     url = "pyme-cluster:///tiles_events.pcs"
     out = tmp_path / "a.ome.zarr"

@@ -36,6 +36,17 @@ PCS = {
 QUIET = ExecutionOptions(progress=False, max_workers=2)
 
 
+@pytest.fixture
+def warnings_log(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> pytest.LogCaptureFixture:
+    """Capture ngff_tiles warnings even after a CLI run configured (and detached) its logger."""
+    logger = logging.getLogger("ngff_tiles")
+    monkeypatch.setattr(logger, "propagate", True)
+    caplog.set_level(logging.WARNING, logger="ngff_tiles")
+    return caplog
+
+
 def _expected(name: str) -> tuple[np.ndarray, np.ndarray]:
     rows = list(csv.DictReader((SERIES / name / "expected_positions.csv").read_text().splitlines()))
     return np.array([float(r["x_um"]) for r in rows]), np.array([float(r["y_um"]) for r in rows])
@@ -231,24 +242,26 @@ def _copy(name: str, tmp_path: Path) -> Path:
     return dst
 
 
-def test_missing_last_frame_loads_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_last_frame_loads_with_warning(
+    tmp_path: Path, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    caplog = warnings_log
     pcs = _copy("tiles_events", tmp_path)
     (pcs / "frame00010.pzf").unlink()
-    with caplog.at_level(logging.WARNING):
-        tiles = PymeSeriesReader().tiles(str(pcs), ReaderOptions())
+    tiles = PymeSeriesReader().tiles(str(pcs), ReaderOptions())
     assert len(tiles) == 8
     assert "frame00010.pzf" in caplog.text
     assert "incomplete series" in caplog.text
 
 
 def test_missing_events_with_tiling_metadata_loads_with_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, warnings_log: pytest.LogCaptureFixture
 ) -> None:
+    caplog = warnings_log
     pcs = _copy("tiles_xyztc", tmp_path)
     (pcs / "events.json").unlink()
     (pcs / "final_metadata.json").unlink()
-    with caplog.at_level(logging.WARNING):
-        tiles = PymeSeriesReader().tiles(str(pcs), ReaderOptions())
+    tiles = PymeSeriesReader().tiles(str(pcs), ReaderOptions())
     assert len(tiles) == 6
     assert "events.json" in caplog.text
     assert "final_metadata.json" in caplog.text
