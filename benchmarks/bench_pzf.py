@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -159,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                     peer = json.loads(lines[-1])
                     theirs = np.load(Path(work) / "theirs.npz")
                     ours_decode_theirs = all(
-                        np.array_equal(huff.decode(theirs[f"p{i}"], nbytes), raws[i]) for i in range(len(raws))
+                        np.array_equal(huff.decode(theirs[f"p{i}"], nbytes), raw)
+                        for i, raw in enumerate(raws)
                     )
                     result.update(
                         pymecompress_s=statistics.median(peer["times"]),
@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"{peer['decodes_ours']}, we decode its streams {ours_decode_theirs}"
                     )
     print(f"# PZF Huffman decode, 2048² uint16, {args.frames} frames × {args.repeat} passes")
-    print(f"compressed to {100 * ratio:.1f} % of raw; numba: {huff.have_numba()}; first call {compile_s:.2f} s")
+    print(
+        f"compressed to {100 * ratio:.1f} % of raw; numba: {huff.have_numba()}; first call {compile_s:.2f} s"
+    )
     print()
     print("| decoder | s / frame | MB/s |")
     print("|---|---:|---:|")
@@ -190,5 +192,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONWARNINGS", "ignore")
     sys.exit(main())

@@ -368,3 +368,23 @@ def test_fuzz_mutated_frames() -> None:
         rounds += 1
     assert outcomes["rejected"] > 0
     assert sum(outcomes.values()) >= 50
+
+
+def test_benchmark_script_runs(tmp_path: Path) -> None:
+    """benchmarks/bench_pzf.py runs (without pymecompress here) and reports a plausible speed."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_pzf.py"
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, str(script), "--frames", "1", "--repeat", "1", "--no-peer", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "NOT RUN (--no-peer)" in res.stdout
+    result = json.loads(out.read_text())
+    assert 0.3 < result["compressed_fraction"] < 1.0
+    assert result["ours_frame_s"] > 0
