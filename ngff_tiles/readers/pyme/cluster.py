@@ -402,12 +402,6 @@ class ClusterClient:
                 merged[name] = (was_dir or is_dir, (*where, server))
         return dict(sorted(merged.items()))
 
-    def exists_dir(self, directory: str) -> bool:
-        """Whether any server holds ``directory``."""
-        directory = directory.strip("/")
-        with ThreadPoolExecutor(max_workers=min(self.settings.max_parallel, len(self.servers))) as ex:
-            return any(r is not None for r in ex.map(lambda s: self._list_one(s, directory), self.servers))
-
     def glob(self, pattern: str) -> list[str]:
         """Directories matching ``pattern`` (``*``, ``?``, ``[...]`` per path part), by walking listings."""
         pattern = pattern.strip("/")
