@@ -2,9 +2,10 @@
 
 PYME is GPL and heavy, so it is never a dependency: it lives in its own venv,
 ``benchmarks/_venvs/pyme-server`` (or ``$NGFF_PYME_SERVER_VENV``), built with the recipe of
-``reference/pyme-server.md`` §1 (about 65 s, needs gcc and the package index):
+``reference/pyme-server.md`` §1 plus jinja2, which PYME.resources now imports (1-3 min, needs gcc
+and the package index):
 
-    python3 -m venv V && V/bin/pip install numpy six pyyaml requests ujson zeroconf tables psutil
+    python3 -m venv V && V/bin/pip install numpy six pyyaml requests ujson zeroconf tables psutil jinja2
     V/bin/pip install --no-deps python-microscopy==26.9.3
 
 These tests run when that venv exists, or build it when ``NGFF_PYME_SERVER_INSTALL=1``; otherwise
@@ -42,7 +43,7 @@ VENV = Path(os.environ.get("NGFF_PYME_SERVER_VENV", _DEFAULT_VENV))
 PYTHON = VENV / "bin" / "python"
 RECIPE = [
     ["-m", "pip", "install", "-q", "numpy", "six", "pyyaml", "requests", "ujson", "zeroconf", "tables"],
-    ["-m", "pip", "install", "-q", "psutil"],
+    ["-m", "pip", "install", "-q", "psutil", "jinja2"],
     ["-m", "pip", "install", "-q", "--no-deps", "python-microscopy==26.9.3"],
 ]
 
@@ -70,7 +71,7 @@ def pyme_python() -> Path:
     if os.environ.get("NGFF_PYME_SERVER_INSTALL") != "1":
         pytest.skip(
             f"real PYMEDataServer not installed at {VENV}; set NGFF_PYME_SERVER_INSTALL=1 to build it "
-            "(about 65 s, needs gcc and the package index)"
+            "(1-3 min, needs gcc and the package index)"
         )
     try:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=120)
@@ -104,7 +105,8 @@ def real_server(python: Path, root: Path, home: Path) -> Iterator[str]:
         for line in proc.stderr:
             lines.put(line)
 
-    threading.Thread(target=drain, daemon=True).start()
+    drainer = threading.Thread(target=drain, daemon=True)
+    drainer.start()
     try:
         port = None
         seen = []
@@ -125,6 +127,9 @@ def real_server(python: Path, root: Path, home: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        drainer.join(timeout=5)
+        assert proc.stderr is not None
+        proc.stderr.close()
 
 
 @pytest.fixture(autouse=True)
