@@ -272,3 +272,26 @@ def test_redirect_for_directory_without_slash(events_server: PymeTestServer) -> 
     assert body is not None
     assert "metadata.json" in json.loads(body)
     assert events_server.requests[:2] == ["/tiles_events.pcs", "/tiles_events.pcs/"]
+
+
+def test_frames_held_twice_fall_back_to_the_other_server(tmp_path: Path) -> None:
+    """A frame on two servers (a mirror) is read from the second when the first keeps failing."""
+    roots = []
+    for name in ("one", "two"):
+        shutil.copytree(EVENTS / "tiles_events.pcs", tmp_path / name / "tiles_events.pcs")
+        roots.append(tmp_path / name)
+    with (
+        PymeTestServer(roots[0], drop="reset", drop_every=1, drop_paths=(".pzf",)) as bad,
+        PymeTestServer(roots[1]) as good,
+    ):
+        tiles = PymeClusterReader().tiles(
+            "pyme-cluster:///tiles_events.pcs", ReaderOptions(pyme_servers=(bad.url, good.url))
+        )
+        client_settings = tiles[0].source._settings
+        assert client_settings.attempts >= 2
+        data = tiles[0].read()
+        assert bad.faults >= 1
+        assert any(r.endswith("frame00002.pzf") for r in good.requests)
+    np.testing.assert_array_equal(
+        data, PymeSeriesReader().tiles(str(EVENTS / "tiles_events.pcs"), ReaderOptions())[0].read()
+    )

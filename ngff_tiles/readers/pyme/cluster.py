@@ -359,11 +359,18 @@ class ClusterClient:
     def get_any(self, path: str, servers: Iterable[str]) -> tuple[str, bytes]:
         """The bytes of ``path`` from the first of ``servers`` that has it."""
         tried = []
+        failures = []
         for server in servers:
-            body = self.get(server, path)
+            try:
+                body = self.get(server, path)
+            except SourceError as exc:  # a failing server: try the next one holding the file
+                failures.append(str(exc))
+                continue
             if body is not None:
                 return server, body
             tried.append(server)
+        if failures:
+            raise SourceError("; ".join(failures))
         raise SourceError(f"{SCHEME}/{path}: not found on {', '.join(tried) or 'any server'}")
 
     def _list_one(self, server: str, directory: str) -> dict[str, bool] | None:

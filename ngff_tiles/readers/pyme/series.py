@@ -104,6 +104,8 @@ class PZFSource(FrameSource):
         Camera offset subtracted from every pixel (saturating at 0 for integer types); 0: none.
     settings
         Network settings.
+    mirrors
+        Per plane, other servers holding the same frame, tried in order when the first fails.
     """
 
     region_reads = False
@@ -116,9 +118,11 @@ class PZFSource(FrameSource):
         dtype: Any,
         dark: float = 0.0,
         settings: ClientSettings | None = None,
+        mirrors: Sequence[Sequence[str]] | None = None,
     ) -> None:
         self._servers = tuple(servers)
         self._planes = tuple((str(s), str(p)) for s, p in planes)
+        self._mirrors = tuple(tuple(m) for m in mirrors) if mirrors else tuple(() for _ in self._planes)
         self._shape = (int(shape[0]), int(shape[1]), int(shape[2]))
         self._dtype = np.dtype(dtype)
         self._dark = float(dark)
@@ -133,11 +137,23 @@ class PZFSource(FrameSource):
         """The tile's (z, y, x) shape."""
         return self._shape
 
-    def _decode(self, server: str, path: str) -> np.ndarray:
-        where = _plane_display(server, path)
-        body = get_client(self._servers, self._settings).get(server, path)
-        if body is None:
-            raise SourceError(f"{where}: frame not found")
+    def _fetch(self, z: int) -> tuple[str, bytes]:
+        server, path = self._planes[z]
+        client = get_client(self._servers, self._settings)
+        problems = []
+        for candidate in (server, *self._mirrors[z]):
+            try:
+                body = client.get(candidate, path)
+            except SourceError as exc:
+                problems.append(str(exc))
+                continue
+            if body is not None:
+                return _plane_display(candidate, path), body
+            problems.append(f"{_plane_display(candidate, path)}: frame not found")
+        raise SourceError("; ".join(problems))
+
+    def _decode(self, z: int) -> np.ndarray:
+        where, body = self._fetch(z)
         plane = pzf.decode_frame(body, where)
         if plane.shape != (1, *self._shape[1:]) or plane.dtype != self._dtype:
             raise SourceError(
@@ -153,7 +169,7 @@ class PZFSource(FrameSource):
             key: Any = ("pzf", file_identity(_plane_display(server, path)))
         else:  # data servers refuse to overwrite a file: the URL identifies the bytes
             key = ("pzf", server, path)
-        return FRAME_CACHE.get_or_decode(key, lambda: self._decode(server, path))
+        return FRAME_CACHE.get_or_decode(key, lambda: self._decode(z))
 
     def _read(self, region: Region) -> np.ndarray:
         zs, ys, xs = region
@@ -495,6 +511,7 @@ def series_tiles(
             head.dtype.newbyteorder("="),
             dark,
             client.settings,
+            [series.frames[f][1:] for f in frame_list],
         )
         label = f"frame{frame_list[0]:05d}" if nz == 1 else f"t{t:04d}"
         tiles.append(
