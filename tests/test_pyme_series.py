@@ -387,3 +387,30 @@ def test_plate_wells_from_series_names(tmp_path: Path) -> None:
     assert sorted(w["path"] for w in plate["wells"]) == ["B/3", "C/11"]
     b3 = np.asarray(zarr.open_group(str(out / "B" / "3" / "0"), mode="r")["0"])[0, 0, 0]
     assert b3.shape == (346, 346)
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic series (ngff_tiles.testing.pyme_series) at sizes the samples do not have
+
+
+@pytest.mark.parametrize("mode", ["events", "tiling"])
+def test_synthetic_series_round_trip(tmp_path: Path, mode: str) -> None:
+    from ngff_tiles.testing.pyme_series import write_series
+
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[:260, :420]
+    smooth = 400 + 300 * np.sin(x / 23.0) * np.cos(y / 17.0)
+    truth = (smooth + rng.integers(0, 50, (260, 420))).astype(np.uint16)
+    frames, positions = [], []
+    for r in range(2):
+        for c in range(3):
+            r0, c0 = r * 110, c * 130
+            frames.append(truth[r0 : r0 + 150, c0 : c0 + 160] + np.uint16(100))
+            positions.append((5000.0 + c0 * 0.65, -300.0 + r0 * 0.65))
+    pcs = write_series(tmp_path / "acq" / "synth.pcs", frames, positions, mode=mode, dark_frames=2)
+    tiles = PymeSeriesReader().tiles(str(pcs), ReaderOptions())
+    assert len(tiles) == 6
+    for t, (px, py) in zip(tiles, positions, strict=True):
+        assert t.extra["stage_xy_um"] == pytest.approx((px, py), abs=1e-6)
+    fused, _ = _fuse(str(pcs), tmp_path / "out.ome.zarr")
+    np.testing.assert_array_equal(fused, truth[: 110 + 150, : 260 + 160])
