@@ -14,7 +14,8 @@ own ``tile_pyramid`` at 0.131 s/frame just to fetch and decode 2048² frames fro
 plus 0.02-0.08 s/frame to accumulate base tiles (not re-measured here: it needs pymecompress,
 which does not build on this project's Python).
 
-    .venv/bin/python benchmarks/bench_pyme.py [--grid 4] [--overlap 0.1] [--repeat 1] [--json out.json]
+    .venv/bin/python benchmarks/bench_pyme.py [--grid 4] [--overlap 0.1] [--repeat 1] [--workdir DIR] \
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ def specimen(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (300 + 200 * np.sin(x / 70.0) * np.cos(y / 90.0) + 0.01 * (x + y)).astype(np.float32)
 
 
-def series_path(grid: int, overlap: float) -> Path:
-    return HERE / "_work" / "pyme" / f"g{grid}_t{TILE}_o{overlap:g}" / "scan.pcs"
+def series_path(workdir: Path, grid: int, overlap: float) -> Path:
+    return workdir / "pyme" / f"g{grid}_t{TILE}_o{overlap:g}" / "scan.pcs"
 
 
-def make_series(grid: int, overlap: float) -> tuple[Path, int]:
+def make_series(workdir: Path, grid: int, overlap: float) -> tuple[Path, int]:
     step = round(TILE * (1 - overlap))
-    path = series_path(grid, overlap)
+    path = series_path(workdir, grid, overlap)
     if (path / "events.json").is_file():
         return path, step
     if path.exists():
@@ -84,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", type=int, default=4)
     ap.add_argument("--overlap", type=float, default=0.1)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--workdir", type=Path, default=HERE / "_work", help="where the series is cached")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
 
-    path, _ = make_series(args.grid, args.overlap)
+    path, _ = make_series(args.workdir, args.grid, args.overlap)
     t = time.perf_counter()
     decode_frame((path / "frame00000.pzf").read_bytes())  # compile the decoder outside the timings
     compile_s = time.perf_counter() - t

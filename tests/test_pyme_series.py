@@ -414,3 +414,24 @@ def test_synthetic_series_round_trip(tmp_path: Path, mode: str) -> None:
         assert t.extra["stage_xy_um"] == pytest.approx((px, py), abs=1e-6)
     fused, _ = _fuse(str(pcs), tmp_path / "out.ome.zarr")
     np.testing.assert_array_equal(fused, truth[: 110 + 150, : 260 + 160])
+
+
+def test_end_to_end_benchmark_runs(tmp_path: Path) -> None:
+    """benchmarks/bench_pyme.py converts a one-frame 2048² series from disk and over HTTP."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_pyme.py"
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, str(script), "--grid", "1", "--workdir", str(tmp_path), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    result = json.loads(out.read_text())
+    assert result["frames"] == 1
+    assert result["local .pcs"]["s"] > 0
+    assert result["pyme-cluster:// over HTTP"]["s"] > 0
+    assert result["fused_psnr_db"] > 25
