@@ -435,3 +435,24 @@ def test_end_to_end_benchmark_runs(tmp_path: Path) -> None:
     assert result["local .pcs"]["s"] > 0
     assert result["pyme-cluster:// over HTTP"]["s"] > 0
     assert result["fused_psnr_db"] > 25
+
+
+def test_cli_corrupt_frame_exits_2_naming_the_frame(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ngff_tiles.cli import main
+
+    logger = logging.getLogger("ngff_tiles")
+    for attr in ("handlers", "level", "propagate"):  # main() configures the logger: restore it after
+        monkeypatch.setattr(logger, attr, getattr(logger, attr) if attr != "handlers" else logger.handlers[:])
+    pcs = _copy("tiles_events", tmp_path)
+    frame = pcs / "frame00006.pzf"
+    frame.write_bytes(frame.read_bytes()[:-50])
+    out = tmp_path / "out.ome.zarr"
+    assert main(["convert", str(pcs), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "frame00006.pzf: Huffman stream truncated" in err[0]
+    if out.exists():  # never passed off as complete
+        meta = json.loads((out / "zarr.json").read_text())
+        assert "multiscales" not in meta.get("attributes", {}).get("ome", {})
