@@ -456,3 +456,74 @@ def test_cli_corrupt_frame_exits_2_naming_the_frame(
     if out.exists():  # never passed off as complete
         meta = json.loads((out / "zarr.json").read_text())
         assert "multiscales" not in meta.get("attributes", {}).get("ome", {})
+
+
+def _with_metadata(tmp_path: Path, name: str, changes: dict, drop: tuple[str, ...] = ()) -> Path:
+    pcs = _copy(name, tmp_path)
+    md = _json(pcs / "metadata.json")
+    for key in drop:
+        md.pop(key, None)
+    md.update(changes)
+    (pcs / "metadata.json").write_text(json.dumps(md))
+    (pcs / "final_metadata.json").write_text(json.dumps(md))
+    return pcs
+
+
+@pytest.mark.parametrize(
+    ("changes", "drop", "offset_px"),
+    [
+        ({"Camera.ROIPosX": 11, "Camera.ROIPosY": 21}, ("Camera.ROIOriginX", "Camera.ROIOriginY"), (10, 20)),
+        ({"Multiview.ActiveViews": [0, 1], "Multiview.ROI0Origin": [512, 64]}, (), (512, 64)),
+        ({"Camera.ROIOriginX": 7, "Camera.ROIOriginY": 3}, (), (7, 3)),
+        ({}, ("Camera.ROIOriginX", "Camera.ROIOriginY"), (0, 0)),
+    ],
+    ids=["legacy-ROIPos-1-based", "multiview", "ROIOrigin", "none"],
+)
+def test_roi_origin_variants(tmp_path: Path, changes: dict, drop: tuple, offset_px: tuple) -> None:
+    pcs = _with_metadata(tmp_path, "tiles_events", changes, drop)
+    tile = PymeSeriesReader().tiles(str(pcs), ReaderOptions())[0]
+    sx, sy = tile.extra["stage_xy_um"]
+    assert tile.position_um[2] == pytest.approx(sx + offset_px[0] * 0.65)
+    assert tile.position_um[1] == pytest.approx(sy + offset_px[1] * 0.65)
+
+
+def test_voxelsize_in_nm_and_rotation(tmp_path: Path) -> None:
+    pcs = _with_metadata(
+        tmp_path,
+        "tiles_events",
+        {
+            "voxelsize.units": "nm",
+            "voxelsize.x": 650.0,
+            "voxelsize.y": 650.0,
+            "CameraOrientation.Rotate": True,
+        },
+    )
+    plain = _tiles("tiles_events")
+    rotated = PymeSeriesReader().tiles(str(pcs), ReaderOptions())
+    assert rotated[0].pixel_size_um[1:] == pytest.approx((0.65, 0.65))
+    for a, b in zip(plain, rotated, strict=True):  # Rotate swaps the centres' x and y
+        assert b.center_um[2] == pytest.approx(a.center_um[1])
+        assert b.center_um[1] == pytest.approx(a.center_um[2])
+
+
+def test_channels_and_z_from_dim_order(tmp_path: Path) -> None:
+    """Tiling series with SizeC=2, SizeZ=1 (XYCZT): frames alternate channels at each position."""
+    from ngff_tiles.testing.pyme_series import write_series
+
+    frames = [np.full((20, 30), 100 + k, dtype=np.uint16) for k in range(4)]
+    pcs = write_series(
+        tmp_path / "c.pcs",
+        frames,
+        [(0.0, 0.0)] * 4,
+        mode="tiling",
+        extra_metadata={
+            "SizeC": 2,
+            "SizeT": 2,
+            "Tiling.XPositions": [0.0, 13.0],
+            "Tiling.YPositions": [0.0, 0.0],
+        },
+    )
+    tiles = PymeSeriesReader().tiles(str(pcs), ReaderOptions())
+    assert [(t.channel, t.extra["frames"]) for t in tiles] == [("0", [0]), ("1", [1]), ("0", [2]), ("1", [3])]
+    assert [t.extra["stage_xy_um"][0] for t in tiles] == [0.0, 0.0, 13.0, 13.0]
+    assert [int(t.read()[0, 0, 0]) for t in tiles] == [0, 1, 2, 3]
