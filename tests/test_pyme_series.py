@@ -527,3 +527,9 @@ def test_channels_and_z_from_dim_order(tmp_path: Path) -> None:
     assert [(t.channel, t.extra["frames"]) for t in tiles] == [("0", [0]), ("1", [1]), ("0", [2]), ("1", [3])]
     assert [t.extra["stage_xy_um"][0] for t in tiles] == [0.0, 0.0, 13.0, 13.0]
     assert [int(t.read()[0, 0, 0]) for t in tiles] == [0, 1, 2, 3]
+
+
+def test_half_of_a_split_series_points_to_the_cluster_reader() -> None:
+    half = QUANT / "server_b" / QUANT_PCS  # frames 0-3 only; metadata is on server_a
+    with pytest.raises(SourceError, match=r"no metadata\.json \(its files may be spread .* file:///"):
+        PymeSeriesReader().tiles(str(half), ReaderOptions())

@@ -274,7 +274,13 @@ def load_series(
                 raise MetadataError(f"{where}/{meta}: expected a JSON object")
             md.update(doc)
     if not md:
-        raise SourceError(f"{where}: not a PYME series: no metadata.json")
+        hint = (
+            " (its files may be spread over several data-server roots: read them together as "
+            "pyme-cluster:///<path> with --pyme-server file:///<root> for each root)"
+            if frames and all(s.startswith("file://") for s in client.servers)
+            else ""
+        )
+        raise SourceError(f"{where}: not a PYME series: no metadata.json{hint}")
     events = None
     if "events.json" in listing and not listing["events.json"][0]:
         events = ev.parse_events(
