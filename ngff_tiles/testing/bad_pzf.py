@@ -130,6 +130,11 @@ def bad_pzf_cases(huffman_frame: bytes | None = None) -> list[BadPZF]:
             _set(quant, 44, "<f", 1000.0),
             "QuantScale 1000: dequantized values overflow uint16",
         ),
+        BadPZF(
+            "bad_quant_scale_overflow",
+            _set(quant, 44, "<f", 3.0e38),
+            "QuantScale 3e38: squaring overflows float32 (found by the fuzzer)",
+        ),
         BadPZF("bad_quant_offset_negative", _set(quant, 40, "<f", -1e6), "negative QuantOffset for uint16"),
         BadPZF("chunks_zero", _set(chunks, 64, "<H", 0), "chunked payload with 0 chunks"),
         BadPZF("chunks_truncated", chunks[:-5], "last chunk cut short"),

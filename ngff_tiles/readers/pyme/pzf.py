@@ -231,7 +231,9 @@ def _dequantize(q: np.ndarray, header: PZFHeader, name: str) -> np.ndarray:
         raise _fail(name, f"bad PZF quantization offset {offset!r} at offset 40")
     dtype = header.dtype
     if dtype.kind == "u":
-        top = float((np.float32(int(q.max()) if q.size else 0) * np.float32(scale)) ** 2 + np.float32(offset))
+        # in Python floats: float32 arithmetic would overflow (with a warning) for absurd scales
+        step = (float(q.max()) if q.size else 0.0) * scale
+        top = step * step + offset
         if offset < 0 or top >= np.iinfo(dtype).max + 1:
             raise _fail(
                 name,
