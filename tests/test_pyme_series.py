@@ -533,3 +533,39 @@ def test_half_of_a_split_series_points_to_the_cluster_reader() -> None:
     half = QUANT / "server_b" / QUANT_PCS  # frames 0-3 only; metadata is on server_a
     with pytest.raises(SourceError, match=r"no metadata\.json \(its files may be spread .* file:///"):
         PymeSeriesReader().tiles(str(half), ReaderOptions())
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"Camera.CycleTime": 0}, "CycleTime must be positive"),
+        ({"Camera.CycleTime": 5e-324}, "cannot be mapped to a frame"),
+        ({"StartTime": "soon"}, "StartTime is missing or not a number"),
+        ({"voxelsize.x": -1}, "no pixel size"),
+        ({"voxelsize.units": "furlong"}, "not a length unit"),
+        ({"Positioning.x": "left"}, r"Positioning\.x is missing or not a number"),
+        ({"DimOrder": "XYQQQ"}, "unsupported DimOrder"),
+        ({"Tiling.XPositions": [1.0], "Tiling.YPositions": [1.0, 2.0]}, "equally long"),
+    ],
+)
+def test_bad_metadata_is_a_metadata_error(tmp_path: Path, change: dict, match: str) -> None:
+    pcs = _with_metadata(tmp_path, "tiles_events", change)
+    with pytest.raises(MetadataError, match=match) as info:
+        PymeSeriesReader().tiles(str(pcs), ReaderOptions())
+    assert str(pcs) in str(info.value)
+
+
+def test_bad_events_are_a_metadata_error(tmp_path: Path) -> None:
+    pcs = _copy("tiles_events", tmp_path)
+    for doc, match in (
+        ({"not": "a list"}, "expected a JSON list"),
+        ([["ScannerXPos", "10.0"]], "not a \\[name, description, time\\] triple"),
+        ([["ScannerXPos", "ten", 1.8e9]], "non-numeric position"),
+        ([["StartAq", "x", 1.8e9], ["ScannerXPos", "1.0", 1.8e9]], "non-integer frame"),
+    ):
+        (pcs / "events.json").write_text(json.dumps(doc))
+        with pytest.raises(MetadataError, match=match):
+            PymeSeriesReader().tiles(str(pcs), ReaderOptions())
+    (pcs / "events.json").write_text("[not json")
+    with pytest.raises(SourceError, match=r"events\.json: not valid JSON"):
+        PymeSeriesReader().tiles(str(pcs), ReaderOptions())

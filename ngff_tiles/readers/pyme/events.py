@@ -129,7 +129,12 @@ def times_to_frames(
         if si == 0:  # before every start event
             out[k] = f_start[0]
             continue
-        frame = int(f_start[si - 1]) + int((t - t_start[si - 1]) / cycle)
+        steps = (float(t) - float(t_start[si - 1])) / cycle  # Python floats: inf, not a warning
+        if not math.isfinite(steps):
+            raise MetadataError(
+                f"{source}: event at t = {t!r} s cannot be mapped to a frame (cycle {cycle!r} s)"
+            )
+        frame = int(f_start[si - 1]) + int(steps)
         if si < len(t_start):
             frame = min(frame, int(f_start[si]))
         out[k] = frame
