@@ -295,3 +295,13 @@ def test_frames_held_twice_fall_back_to_the_other_server(tmp_path: Path) -> None
     np.testing.assert_array_equal(
         data, PymeSeriesReader().tiles(str(EVENTS / "tiles_events.pcs"), ReaderOptions())[0].read()
     )
+
+
+def test_oversized_metadata_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ngff_tiles.readers.pyme import series
+
+    root = tmp_path / "root"
+    shutil.copytree(EVENTS / "tiles_events.pcs", root / "tiles_events.pcs")
+    monkeypatch.setattr(series, "_MAX_JSON", 100)  # metadata.json is ~1.2 kB
+    with PymeTestServer(root) as server, pytest.raises(SourceError, match="more than the 100 accepted"):
+        _read("pyme-cluster:///tiles_events.pcs", [server.url])

@@ -356,13 +356,15 @@ class ClusterClient:
             return out
         return self._http_get(server, path, max_bytes)
 
-    def get_any(self, path: str, servers: Iterable[str]) -> tuple[str, bytes]:
+    def get_any(
+        self, path: str, servers: Iterable[str], max_bytes: int = MAX_FILE_BYTES
+    ) -> tuple[str, bytes]:
         """The bytes of ``path`` from the first of ``servers`` that has it."""
         tried = []
         failures = []
         for server in servers:
             try:
-                body = self.get(server, path)
+                body = self.get(server, path, max_bytes)
             except SourceError as exc:  # a failing server: try the next one holding the file
                 failures.append(str(exc))
                 continue

@@ -233,9 +233,7 @@ class Series:
 
 
 def _json(client: ClusterClient, path: str, servers: Sequence[str], where: str) -> Any:
-    server, body = client.get_any(path, servers)
-    if len(body) > _MAX_JSON:
-        raise SourceError(f"{where}/{PurePosixPath(path).name}: larger than {_MAX_JSON} bytes")
+    server, body = client.get_any(path, servers, _MAX_JSON)
     try:
         return json.loads(body)
     except ValueError as exc:
