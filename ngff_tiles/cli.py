@@ -97,6 +97,19 @@ def _add_reader_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="BigDataViewer XML: accept image paths outside the XML's folder (refused by default)",
     )
+    p.add_argument(
+        "--pyme-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="PYME data server for pyme-cluster:// inputs (http://host:port or file:///root; repeatable; "
+        "default: $NGFF_TILES_PYME_SERVERS); servers are never discovered",
+    )
+    p.add_argument(
+        "--keep-camera-offset",
+        action="store_true",
+        help="PYME: do not subtract Camera.ADOffset in the reader (implied by --dark)",
+    )
 
 
 def _xy(text: str) -> tuple[float, float]:
@@ -352,6 +365,10 @@ def _reader_options(args: argparse.Namespace) -> Any:
         grid_layout=bool(getattr(args, "grid", False)),
         positions=getattr(args, "positions", "recorded"),
         allow_absolute_paths=bool(getattr(args, "allow_absolute_paths", False)),
+        pyme_servers=tuple(getattr(args, "pyme_server", None) or ()),
+        subtract_camera_offset=not (
+            getattr(args, "keep_camera_offset", False) or getattr(args, "dark", None) is not None
+        ),
     )
 
 

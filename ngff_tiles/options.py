@@ -51,6 +51,13 @@ class ReaderOptions:
     allow_absolute_paths
         BigDataViewer XML only: accept image paths outside the XML's folder (absolute paths or
         ``..`` escapes). Off by default, so an XML cannot make us read arbitrary files.
+    pyme_servers
+        PYME only: data server URLs (``http://host:port``, or ``file:///root`` for a server root on
+        local disk) that ``pyme-cluster://`` inputs are read from. Empty: the servers in the
+        environment variable ``NGFF_TILES_PYME_SERVERS``. Servers are never discovered.
+    subtract_camera_offset
+        PYME only: subtract the camera offset ``Camera.ADOffset`` from every frame in the reader
+        (saturating at 0), as PYME's own tiling does. Turn off when giving ``FusionOptions.dark``.
     """
 
     position_unit: str | None = None
@@ -58,6 +65,8 @@ class ReaderOptions:
     grid_layout: bool = False
     positions: Literal["recorded", "requested"] = "recorded"
     allow_absolute_paths: bool = False
+    pyme_servers: tuple[str, ...] = ()
+    subtract_camera_offset: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,6 +47,8 @@ _BUILTIN: dict[str, str] = {
     "ndtiff": "ngff_tiles.readers.ndtiff:NDTiffReader",
     "nd2": "ngff_tiles.readers.nd2:ND2Reader",
     "bdv": "ngff_tiles.readers.bdv:BdvReader",
+    "pyme-cluster": "ngff_tiles.readers.pyme.cluster:PymeClusterReader",
+    "pyme": "ngff_tiles.readers.pyme.series:PymeSeriesReader",
 }
 
 
