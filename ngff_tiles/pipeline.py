@@ -31,7 +31,7 @@ from ngff_tiles.fusion.labels import (
     LABEL_DTYPE,
     LabelResult,
     LabelTile,
-    check_label_name,
+    check_label_options,
     finish_labels,
     place_label_tiles,
     plan_labels,
@@ -629,7 +629,7 @@ def convert(
     )
     placed_labels: list[LabelTile] = []
     if label_tiles:
-        check_label_name(label_opts.name)
+        check_label_options(label_opts)
         if plate_layout is not None:
             raise LayoutError(f"{label_paths[0]}: label tiles are not supported for plate output")
         placed_labels = place_label_tiles(label_tiles, first)

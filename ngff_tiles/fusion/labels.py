@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from ngff_tiles.errors import LayoutError, MetadataError, SourceError
+from ngff_tiles.errors import LayoutError, MetadataError, NgffTilesError, SourceError
 from ngff_tiles.layout.place import Layout
-from ngff_tiles.options import WriterOptions
+from ngff_tiles.options import LabelOptions, WriterOptions
 from ngff_tiles.tiles import Region, Tile
 from ngff_tiles.writers.ome_zarr import (
     PROVENANCE_KEY,
@@ -57,7 +57,7 @@ __all__ = [
     "Resolution",
     "TileMap",
     "TileScan",
-    "check_label_name",
+    "check_label_options",
     "downsample_mode",
     "finish_labels",
     "label_colours",
@@ -766,13 +766,17 @@ ID_TABLE = "id_map"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def check_label_name(name: str) -> str:
-    """Return ``name`` when it is a safe label image name (``labels/<name>``), else raise."""
+def check_label_options(options: LabelOptions) -> None:
+    """Refuse an unsafe label name (it becomes ``labels/<name>``) or a threshold outside (0, 1]."""
+    name = options.name
     if not _NAME.match(name) or ".." in name:
         raise LayoutError(
             f"label name {name!r}: expected letters, digits, '_', '-' or '.', starting with a letter or digit"
         )
-    return name
+    if not 0 < options.threshold <= 1:
+        raise NgffTilesError(f"label match threshold {options.threshold}: expected a number in (0, 1]")
+    if options.match not in ("iou", "overlap"):
+        raise NgffTilesError(f"label match {options.match!r}: expected 'iou' or 'overlap'")
 
 
 @dataclass(frozen=True, slots=True)

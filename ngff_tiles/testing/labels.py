@@ -51,6 +51,8 @@ class LabelSpec:
         Probability that each boundary pixel of an object is dropped in a tile's segmentation.
     pixel_size_um
         (z, y, x) pixel size written to the tile table.
+    origin_um
+        (z, y, x) stage position of tile 0's corner.
     seed
         Seed of everything random.
     """
@@ -63,6 +65,7 @@ class LabelSpec:
     radius_z_px: tuple[float, float] = (2.0, 5.0)
     boundary_noise: float = 0.02
     pixel_size_um: tuple[float, float, float] = (1.0, 0.5, 0.5)
+    origin_um: tuple[float, float, float] = (0.0, 250.0, -120.0)
     seed: int = 0
 
     @property
@@ -218,12 +221,13 @@ def write_label_dataset(spec: LabelSpec, folder: str | os.PathLike[str]) -> Labe
         image = 100 + rng.poisson(20, size=cut.shape) + np.where(cut != 0, 1000, 0)
         tifffile.imwrite(out / f"image_{i}.tif", image.astype(np.uint16).squeeze())
         pz, py, px = spec.pixel_size_um
+        oz, oy, ox = spec.origin_um
         rows.append(
             {
                 "path": f"image_{i}.tif",
-                "x_um": x0 * px,
-                "y_um": y0 * py,
-                "z_um": z0 * pz,
+                "x_um": ox + x0 * px,
+                "y_um": oy + y0 * py,
+                "z_um": oz + z0 * pz,
                 "labels": f"labels_{i}.tif",
                 "pixel_size_um": py,
                 "pixel_size_z_um": pz,
