@@ -571,6 +571,7 @@ def convert(
         raise LayoutError(f"{', '.join(paths) or 'input'}: no tiles found")
     check_uniform(tiles)
     label_opts = label_options or LabelOptions()
+    check_label_options(label_opts)
     label_tiles, label_paths = _label_tiles_from(labels, paths, reader, reader_options, label_opts)
     channels = list(dict.fromkeys(t.channel for t in sorted(tiles, key=lambda t: t.tile_id)))
     times = sorted({t.time_index for t in tiles})
@@ -629,7 +630,6 @@ def convert(
     )
     placed_labels: list[LabelTile] = []
     if label_tiles:
-        check_label_options(label_opts)
         if plate_layout is not None:
             raise LayoutError(f"{label_paths[0]}: label tiles are not supported for plate output")
         placed_labels = place_label_tiles(label_tiles, first)

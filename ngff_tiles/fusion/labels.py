@@ -856,8 +856,11 @@ def finish_labels(
     sources = summary.sources()
     colours = label_colours(summary.resolution.n_objects)
     image_label = {
-        "colors": [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
-        + [{"label-value": g, "rgba": colours[g - 1]} for g in range(1, summary.resolution.n_objects + 1)],
+        # colours and properties list the same values (ome-zarr-models checks it); 0 is background
+        "colors": [
+            {"label-value": g, "rgba": colours[g - 1]} for g in range(1, summary.resolution.n_objects + 1)
+        ]
+        or [{"label-value": 0, "rgba": [0, 0, 0, 0]}],  # strict schema: at least one colour
         "properties": [
             {"label-value": g, "source_tiles": sources[g - 1], "area_px": int(summary.areas[g - 1])}
             for g in range(1, summary.resolution.n_objects + 1)

@@ -1,0 +1,348 @@
+"""Label tiles: per-tile segmentations fused into one NGFF label image with global object ids.
+
+The specimen (``ngff_tiles.testing.labels``): ~2000 disjoint objects, a 4 x 4 grid of overlapping
+tiles, every tile's ids renumbered randomly from 1 and its object boundaries slightly perturbed,
+as independent per-tile segmentations are. The fused label image is compared with the ground
+truth, read back with zarr-python, ome-zarr-py and napari-ome-zarr, and validated with the
+official strict label schema.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from ngff_tiles import ExecutionOptions, WriterOptions, convert
+from ngff_tiles.cli import main
+from ngff_tiles.errors import LayoutError, MetadataError, NgffTilesError
+from ngff_tiles.fusion.labels import downsample_mode
+from ngff_tiles.metadata.validate import validate_attributes, validate_store
+from ngff_tiles.options import LabelOptions, PyramidOptions
+from ngff_tiles.testing.labels import (
+    LabelDataset,
+    LabelSpec,
+    match_objects,
+    tile_offsets,
+    write_label_dataset,
+)
+
+WRITER = {"chunks": (1, 128, 128), "shards": (1, 256, 256)}
+ZSPEC = LabelSpec(
+    tile_shape=(12, 160, 160), overlap_px=40, n_objects=500, radius_px=(4.0, 8.0), radius_z_px=(2.0, 4.0)
+)
+
+
+def _convert(ds: LabelDataset, out: Path, version: str = "0.5", **kwargs: Any) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    result = convert(
+        ds.table,
+        out,
+        writer=WriterOptions(ngff_version=version, **WRITER),  # type: ignore[arg-type]
+        execution=ExecutionOptions(progress=False, max_workers=2),
+        **kwargs,
+    )
+    return result, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("labels2d")
+    ds = write_label_dataset(LabelSpec(), base / "tiles")
+    result, seconds = _convert(ds, base / "out.ome.zarr")
+    result04, _ = _convert(ds, base / "out04.ome.zarr", "0.4")
+    return {"ds": ds, "out": base / "out.ome.zarr", "out04": base / "out04.ome.zarr", "result": result,
+            "seconds": seconds, "result04": result04}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("labels3d")
+    ds = write_label_dataset(ZSPEC, base / "tiles")
+    result, seconds = _convert(ds, base / "out.ome.zarr")
+    return {"ds": ds, "out": base / "out.ome.zarr", "result": result, "seconds": seconds}
+
+
+def _fused(out: Path, level: str = "0") -> np.ndarray:
+    return np.asarray(zarr.open_group(out, mode="r")[f"labels/segmentation/{level}"][0, 0])
+
+
+def _attrs(path: Path) -> dict[str, Any]:
+    doc = json.loads((path / "zarr.json").read_text()) if (path / "zarr.json").exists() else None
+    if doc is not None:
+        return dict(doc["attributes"])
+    return dict(json.loads((path / ".zattrs").read_text()))
+
+
+def _check_against_truth(ds: LabelDataset, out: Path, result: Any, seconds: float, what: str) -> None:
+    fused = _fused(out)
+    assert fused.shape == ds.truth.shape
+    iou, fused_id, n_fused = match_objects(ds.truth, fused)
+    n_truth = int(ds.truth.max())
+    print(
+        f"\n{what}: {n_truth} objects in the truth ({ds.n_in_overlaps} wholly inside overlaps, "
+        f"{ds.n_in_four} inside 4-tile corners, {ds.n_cut} cut by tile borders), "
+        f"{result.labels.n_tile_objects} in the tiles -> {n_fused} fused; IoU min {iou.min():.4f} "
+        f"median {np.median(iou):.4f}; convert {seconds:.2f} s (2 shared cores, noisy)"
+    )
+    assert ds.n_in_overlaps > 50  # both hard cases occur
+    assert ds.n_cut > 50
+    assert (
+        result.labels.n_tile_objects > n_truth + ds.n_in_overlaps
+    )  # seen twice or more: deduplication needed
+    assert n_fused == n_truth == result.labels.n_objects
+    assert np.all(iou >= 0.95)
+    assert np.unique(fused_id).size == n_truth  # one-to-one
+    # ids are consecutive from 1 and every one has pixels
+    assert np.array_equal(np.unique(fused), np.arange(n_truth + 1))
+
+
+def test_2d_objects_match_the_ground_truth(flat: dict[str, Any]) -> None:
+    _check_against_truth(flat["ds"], flat["out"], flat["result"], flat["seconds"], "2-D 4x4 tiles")
+    assert flat["ds"].truth.max() == 2000
+
+
+def test_zstack_objects_match_the_ground_truth(stack: dict[str, Any]) -> None:
+    ds = stack["ds"]
+    assert ds.truth.shape[0] == 12
+    # 3-D objects: several planes each
+    zs = [np.unique(np.nonzero(ds.truth == i)[0]).size for i in (1, 2, 3)]
+    assert min(zs) >= 3
+    _check_against_truth(ds, stack["out"], stack["result"], stack["seconds"], "z-stack 4x4 tiles")
+
+
+def _closest_centre_expected(ds: LabelDataset, out: Path, spec: LabelSpec) -> np.ndarray:
+    """The fused image recomputed independently: per pixel, the closest tile centre's id, mapped."""
+    group = zarr.open_group(out, mode="r")
+    table = np.asarray(group["labels/segmentation/id_map"][:])
+    z, y, x = ds.truth.shape
+    offsets = tile_offsets(spec)
+    tz, ty, tx = spec.tile_shape
+    pz, py, px = spec.pixel_size_um
+    best = np.full((z, y, x), np.inf)
+    expected = np.zeros((z, y, x), dtype=np.uint64)
+    for i, (z0, y0, x0) in enumerate(offsets):
+        local = tifffile.imread(ds.table.parent / f"labels_{i}.tif").reshape(spec.tile_shape)
+        rows = table[table[:, 0] == i]
+        lut = dict(zip(rows[:, 1].tolist(), rows[:, 2].tolist(), strict=True))
+        lut[0] = 0
+        mapped = np.vectorize(lut.__getitem__, otypes=[np.uint64])(local)
+        zz, yy, xx = np.meshgrid(
+            (np.arange(tz) + 0.5 - tz / 2) * pz,
+            (np.arange(ty) + 0.5 - ty / 2) * py,
+            (np.arange(tx) + 0.5 - tx / 2) * px,
+            indexing="ij",
+        )
+        d = zz**2 + yy**2 + xx**2
+        sl = (slice(z0, z0 + tz), slice(y0, y0 + ty), slice(x0, x0 + tx))
+        closer = d < best[sl]
+        best[sl][closer] = d[closer]
+        expected[sl][closer] = mapped[closer]
+    return expected
+
+
+def test_pixels_come_from_the_closest_tile_centre_through_the_id_table(flat: dict[str, Any]) -> None:
+    ds = flat["ds"]
+    expected = _closest_centre_expected(ds, flat["out"], LabelSpec())
+    np.testing.assert_array_equal(_fused(flat["out"]), expected)
+
+
+def test_id_table_and_properties(flat: dict[str, Any]) -> None:
+    out = flat["out"]
+    group = zarr.open_group(out, mode="r")
+    table = np.asarray(group["labels/segmentation/id_map"][:])
+    meta = group["labels/segmentation/id_map"].attrs.asdict()["ngff_tiles"]
+    assert meta["columns"] == ["tile_id", "local_id", "global_id"]
+    assert table.shape == (flat["result"].labels.n_tile_objects, 3)
+    # every tile's local ids are 1..n (as the generator numbered them) and all are listed
+    for i in range(16):
+        local = tifffile.imread(flat["ds"].table.parent / f"labels_{i}.tif")
+        ids = np.unique(local)
+        assert np.array_equal(np.sort(table[table[:, 0] == i, 1]), ids[ids != 0])
+    label = _attrs(out / "labels/segmentation")["ome"]["image-label"]
+    props = {p["label-value"]: p for p in label["properties"]}
+    n = flat["result"].labels.n_objects
+    assert sorted(props) == list(range(1, n + 1))
+    fused = _fused(out)
+    areas = np.bincount(fused.ravel(), minlength=n + 1)
+    for g in (1, n // 2, n):
+        assert props[g]["area_px"] == areas[g]
+        assert props[g]["source_tiles"] == sorted(set(table[table[:, 2] == g, 0].tolist()))
+    # objects seen in four tiles exist (corner overlaps), and objects seen in one
+    counts = {len(p["source_tiles"]) for p in props.values()}
+    assert {1, 2, 4} <= counts
+    colours = {c["label-value"]: c["rgba"] for c in label["colors"]}
+    assert sorted(colours) == list(range(1, n + 1))
+    assert len({tuple(c) for c in colours.values()}) > 100
+    assert label["source"] == {"image": "../../"}
+
+
+@pytest.mark.parametrize("which", ["out", "out04"])
+def test_strict_label_schema_and_store_validation(flat: dict[str, Any], which: str) -> None:
+    out = flat[which]
+    version = "0.5" if which == "out" else "0.4"
+    assert [str(p) for p in validate_store(out, strict=True)] == []
+    attrs = _attrs(out / "labels/segmentation")
+    assert validate_attributes(attrs, "label", version, strict=True) == []
+    # the check bites: strict requires colours, plain does not
+    md = attrs["ome"] if version == "0.5" else attrs
+    del md["image-label"]["colors"]
+    assert validate_attributes(attrs, "label", version) == []
+    problems = validate_attributes(attrs, "label", version, strict=True)
+    assert any("colors" in p.message and "strict_label" in p.message for p in problems)
+
+
+def test_ome_zarr_models_reads_image_and_labels(flat: dict[str, Any]) -> None:
+    from ome_zarr_models.v05.image import Image
+    from ome_zarr_models.v05.labels import Labels
+
+    group = zarr.open_group(flat["out"], mode="r")
+    Image.from_zarr(group)
+    labels = Labels.from_zarr(group["labels"])
+    assert labels.attributes.ome.labels == ["segmentation"]
+
+
+def test_label_pyramid_has_the_image_levels_and_is_the_mode(flat: dict[str, Any]) -> None:
+    out = flat["out"]
+    image = _attrs(out)["ome"]["multiscales"][0]
+    label_ms = _attrs(out / "labels/segmentation")["ome"]["multiscales"][0]
+    assert len(label_ms["datasets"]) == len(image["datasets"]) == 5
+    assert [d["coordinateTransformations"] for d in label_ms["datasets"]] == [
+        d["coordinateTransformations"] for d in image["datasets"]
+    ]
+    assert label_ms["type"] == "mode"
+    group = zarr.open_group(out, mode="r")
+    below = _fused(out)
+    for k in range(1, 5):
+        level = np.asarray(group[f"labels/segmentation/{k}"][0, 0])
+        assert level.shape == group[str(k)].shape[2:]
+        np.testing.assert_array_equal(level, downsample_mode(below, (1, 2, 2)))
+        assert set(np.unique(level)) <= set(np.unique(below))  # ids are never averaged
+        below = level
+
+
+def test_downsample_mode() -> None:
+    block = np.array([[[1, 1, 2, 0, 7], [3, 1, 0, 0, 7], [5, 6, 9, 9, 0]]], dtype=np.uint32)
+    out = downsample_mode(block, (1, 2, 2))
+    # cells: [1 1 / 3 1] -> 1; [2 0 / 0 0] -> 0; [7 / 7] -> 7 (odd edge);
+    # [5 6] -> 5 (tie: first); [9 9] -> 9; [0] -> 0
+    np.testing.assert_array_equal(out, [[[1, 0, 7], [5, 9, 0]]])
+    # a tie between background and an object goes to the object
+    np.testing.assert_array_equal(downsample_mode(np.array([[[0, 4], [4, 0]]]), (1, 2, 2)), [[[4]]])
+    cube = np.zeros((3, 4, 4), dtype=np.uint16)
+    cube[:2, :2, :2] = 8
+    cube[0, 0, 0] = 2
+    np.testing.assert_array_equal(downsample_mode(cube, (2, 2, 2))[0, 0, 0], 8)
+    assert downsample_mode(cube, (2, 2, 2)).shape == (2, 2, 2)
+
+
+def test_z_downsampling_follows_the_image(tmp_path: Path) -> None:
+    spec = LabelSpec(
+        grid=(2, 2), tile_shape=(8, 96, 96), overlap_px=24, n_objects=40, radius_px=(4.0, 7.0),
+        radius_z_px=(2.0, 3.0),
+    )  # fmt: skip
+    ds = write_label_dataset(spec, tmp_path / "tiles")
+    result, _ = _convert(ds, tmp_path / "out.ome.zarr", pyramid=PyramidOptions(downsample_z=True))
+    group = zarr.open_group(tmp_path / "out.ome.zarr", mode="r")
+    assert result.labels.n_objects == 40
+    level1 = np.asarray(group["labels/segmentation/1"][0, 0])
+    assert level1.shape == group["1"].shape[2:] == (4, 84, 84)
+    np.testing.assert_array_equal(level1, downsample_mode(_fused(tmp_path / "out.ome.zarr"), (2, 2, 2)))
+
+
+def test_ome_zarr_reader_finds_the_labels(flat: dict[str, Any], stack: dict[str, Any]) -> None:
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Label, Reader
+
+    for out in (flat["out"], stack["out"], flat["out04"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # ome-zarr-py notes on versions it reads
+            nodes = list(Reader(parse_url(str(out)))())
+        labels = [n for n in nodes if n.load(Label)]
+        assert len(labels) == 1, [str(n) for n in nodes]
+        node = labels[0]
+        assert len(node.data) == 5 if out != stack["out"] else len(node.data) >= 2
+        np.testing.assert_array_equal(np.asarray(node.data[0][0, 0]), _fused(out))
+        colours = node.metadata["color"]
+        assert len(colours) >= 500
+
+
+def _split_table(table: Path, shift_first_x_um: float = 0.0) -> tuple[Path, Path]:
+    """Write the table as an image-only table and a label-only table (``path`` = the label file)."""
+    lines = table.read_text().splitlines()
+    header = lines[0].split(",")
+    p, lab, x = header.index("path"), header.index("labels"), header.index("x_um")
+    images, labels = [], []
+    for n, line in enumerate(lines):
+        cells = line.split(",")
+        if n == 1 and shift_first_x_um:
+            cells[x] = str(float(cells[x]) + shift_first_x_um)
+        images.append(",".join(c for i, c in enumerate(line.split(",")) if i != lab))
+        label_cells = [("path" if n == 0 else cells[lab])] + [
+            c for i, c in enumerate(cells) if i not in (p, lab)
+        ]
+        labels.append(",".join(label_cells))
+    out = table.parent / "images_only.csv", table.parent / f"labels_only{shift_first_x_um:g}.csv"
+    out[0].write_text("\n".join(images) + "\n")
+    out[1].write_text("\n".join(labels) + "\n")
+    return out
+
+
+def test_cli_with_a_separate_label_table(flat: dict[str, Any], tmp_path: Path) -> None:
+    images, labels = _split_table(flat["ds"].table)
+    out = tmp_path / "cli.ome.zarr"
+    argv = ["convert", str(images), "-o", str(out), "-q", "--chunks", "128,128"]
+    argv += ["--shards", "256,256", "--labels", str(labels), "--label-name", "cells"]
+    argv += ["--label-threshold", "0.6", "--validate"]
+    assert main(argv) == 0
+    fused = np.asarray(zarr.open_group(out, mode="r")["labels/cells/0"][0, 0])
+    np.testing.assert_array_equal(fused, _fused(flat["out"]))
+    assert _attrs(out / "labels")["ome"]["labels"] == ["cells"]
+
+
+def test_cli_errors_are_one_line(
+    flat: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = flat["ds"].table
+    for extra, needle in (
+        (["--label-name", "../x"], "label name '../x'"),
+        (["--label-threshold", "0"], "threshold 0.0"),
+    ):
+        assert main(["convert", str(table), "-o", str(tmp_path / "bad.ome.zarr"), "-q", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert needle in err
+        assert not (tmp_path / "bad.ome.zarr").exists()
+
+
+def test_bad_label_tiles_are_refused(tmp_path: Path) -> None:
+    spec = LabelSpec(grid=(2, 2), tile_shape=(1, 96, 96), overlap_px=24, n_objects=30, radius_px=(4.0, 7.0))
+    ds = write_label_dataset(spec, tmp_path / "tiles")
+    # a label tile at a position no image tile has
+    images, labels_only = _split_table(ds.table, shift_first_x_um=7.0)
+    with pytest.raises(MetadataError, match=r"labels_0\.tif: label tile at .* matches no image tile"):
+        convert(
+            images, tmp_path / "o1.ome.zarr", labels=labels_only, execution=ExecutionOptions(progress=False)
+        )
+    assert not (tmp_path / "o1.ome.zarr").exists()
+    # float labels
+    tifffile.imwrite(tmp_path / "tiles" / "labels_1.tif", np.zeros((96, 96), np.float32))
+    with pytest.raises(MetadataError, match=r"labels_1\.tif: label tiles must hold integer ids, found"):
+        convert(ds.table, tmp_path / "o2.ome.zarr", execution=ExecutionOptions(progress=False))
+    # a label tile of another shape
+    tifffile.imwrite(tmp_path / "tiles" / "labels_1.tif", np.zeros((90, 96), np.uint16))
+    with pytest.raises(MetadataError, match=r"labels_1\.tif: label tile shape \(1, 90, 96\) differs"):
+        convert(ds.table, tmp_path / "o3.ome.zarr", execution=ExecutionOptions(progress=False))
+    # a missing label file
+    (tmp_path / "tiles" / "labels_1.tif").unlink()
+    with pytest.raises(NgffTilesError, match=r"tiles\.csv: row 2 .*label file 'labels_1\.tif' not found"):
+        convert(ds.table, tmp_path / "o4.ome.zarr", execution=ExecutionOptions(progress=False))
+    with pytest.raises(LayoutError, match="label name"):
+        convert(ds.table, tmp_path / "o5.ome.zarr", label_options=LabelOptions(name=""))
