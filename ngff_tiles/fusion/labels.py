@@ -862,7 +862,12 @@ def finish_labels(
         ]
         or [{"label-value": 0, "rgba": [0, 0, 0, 0]}],  # strict schema: at least one colour
         "properties": [
-            {"label-value": g, "source_tiles": sources[g - 1], "area_px": int(summary.areas[g - 1])}
+            {
+                "label-value": g,
+                # a string, not a list: napari turns properties into table columns of scalars
+                "source_tiles": ",".join(str(t) for t in sources[g - 1]),
+                "area_px": int(summary.areas[g - 1]),
+            }
             for g in range(1, summary.resolution.n_objects + 1)
         ],
         "source": {"image": "../../"},
