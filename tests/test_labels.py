@@ -23,16 +23,18 @@ import zarr
 from ngff_tiles import ExecutionOptions, WriterOptions, convert
 from ngff_tiles.cli import main
 from ngff_tiles.errors import LayoutError, MetadataError, NgffTilesError
-from ngff_tiles.fusion.labels import downsample_mode
+from ngff_tiles.fusion.labels import LabelTile, downsample_mode, match_pair
 from ngff_tiles.metadata.validate import validate_attributes, validate_store
 from ngff_tiles.options import LabelOptions, PyramidOptions
 from ngff_tiles.testing.labels import (
     LabelDataset,
     LabelSpec,
+    make_truth,
     match_objects,
     tile_offsets,
     write_label_dataset,
 )
+from ngff_tiles.tiles import ArraySource, Region, Tile, region_shape
 
 WRITER = {"chunks": (1, 128, 128), "shards": (1, 256, 256)}
 ZSPEC = LabelSpec(
@@ -365,3 +367,67 @@ def test_unique_items_is_checked_in_linear_time() -> None:
         attrs = {"ome": {"version": "0.5", "image-label": {"colors": pair}}}
         found = [p for p in validate_attributes(attrs, "label", "0.5") if "non-unique" in p.message]
         assert bool(found) is same
+
+
+class _Recording(ArraySource):
+    """An in-memory tile that records the shape of every region read from it."""
+
+    def __init__(self, array: np.ndarray, name: str, log: list[tuple[str, tuple[int, int, int]]]) -> None:
+        super().__init__(array, name)
+        self.log = log
+
+    def _read(self, region: Region) -> np.ndarray:
+        self.log.append((self.path, region_shape(region)))
+        return super()._read(region)
+
+
+def _recorded_tiles(
+    spec: LabelSpec, log: list[tuple[str, tuple[int, int, int]]]
+) -> tuple[list[Tile], list[Tile]]:
+    truth = make_truth(spec)
+    images, labels = [], []
+    tz, ty, tx = spec.tile_shape
+    for i, (z0, y0, x0) in enumerate(tile_offsets(spec)):
+        cut = truth[z0 : z0 + tz, y0 : y0 + ty, x0 : x0 + tx]
+        common = {"shape": cut.shape, "position_um": (z0, y0, x0), "pixel_size_um": (1.0, 1.0, 1.0)}
+        images.append(Tile(tile_id=i, source=ArraySource(cut.astype(np.uint16)), dtype=np.uint16, **common))
+        labels.append(Tile(tile_id=i, source=_Recording(cut, f"L{i}", log), dtype=cut.dtype, **common))
+    return images, labels
+
+
+def test_matching_reads_only_the_overlap() -> None:
+    log: list[tuple[str, tuple[int, int, int]]] = []
+    spec = LabelSpec(grid=(1, 2), tile_shape=(1, 100, 120), overlap_px=30, n_objects=20, radius_px=(3.0, 6.0))
+    _, (a, b) = _recorded_tiles(spec, log)
+    la = LabelTile(a, (0, 0, 0), 0, 0, 0)
+    lb = LabelTile(b, (0, 0, 90), 0, 1, 1)
+    matches = match_pair(la, lb, "iou", 0.5)
+    assert log == [("L0", (1, 100, 30)), ("L1", (1, 100, 30))]
+    assert matches.ids_a.size > 0  # noise-free tiles: every object in the overlap matches its twin
+
+
+def test_label_fusion_memory_is_bounded_by_tiles_and_blocks(tmp_path: Path) -> None:
+    """No label read is bigger than a tile; each tile is read whole once (the id scan), the rest in
+    overlaps and blocks; the pixels read add up to a small multiple of the tiles' pixels."""
+    log: list[tuple[str, tuple[int, int, int]]] = []
+    spec = LabelSpec(
+        grid=(3, 3), tile_shape=(1, 200, 200), overlap_px=40, n_objects=150, radius_px=(4.0, 8.0)
+    )
+    images, labels = _recorded_tiles(spec, log)
+    result = convert(
+        images,
+        tmp_path / "out.ome.zarr",
+        labels=labels,
+        writer=WriterOptions(chunks=(1, 64, 64), shards=(1, 128, 128)),
+        execution=ExecutionOptions(progress=False, max_workers=2),
+    )
+    assert result.labels is not None
+    assert result.labels.n_objects == 150
+    tile_px = 200 * 200
+    sizes = [int(np.prod(shape)) for _, shape in log]
+    assert max(sizes) <= tile_px
+    whole = [name for name, shape in log if shape == (1, 200, 200)]
+    assert sorted(whole) == sorted(f"L{i}" for i in range(9))  # the scan, once per tile
+    others = [s for (name, shape), s in zip(log, sizes, strict=True) if shape != (1, 200, 200)]
+    assert max(others) <= 128 * 128  # overlaps and blocks
+    assert sum(sizes) <= 3 * 9 * tile_px
