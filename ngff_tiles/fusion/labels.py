@@ -152,9 +152,15 @@ def place_label_tiles(labels: Sequence[Tile], layout: Layout) -> list[LabelTile]
         from the image tile's, or two label tiles at one position and time point.
     """
     pixel = layout.pixel_size_um
-    by_time: dict[int, list[Any]] = defaultdict(list)
+
+    def cell(time: int, pos: Sequence[float]) -> tuple[int, int, int, int]:
+        z, y, x = (math.floor(v / p) for v, p in zip(pos, pixel, strict=True))
+        return (time, z, y, x)
+
+    # image tiles by (time, position in whole pixels): a lookup per label tile, not a scan
+    by_cell: dict[tuple[int, int, int, int], list[Any]] = defaultdict(list)
     for pt in layout.tiles:
-        by_time[pt.tile.time_index].append(pt)
+        by_cell[cell(pt.tile.time_index, pt.tile.position_um)].append(pt)
     placed: list[LabelTile] = []
     taken: dict[tuple[int, tuple[int, int, int]], str] = {}
     for tile in sorted(labels, key=lambda t: t.tile_id):
@@ -162,7 +168,11 @@ def place_label_tiles(labels: Sequence[Tile], layout: Layout) -> list[LabelTile]
         if tile.dtype.kind not in "ui":
             raise MetadataError(f"{path}: label tiles must hold integer ids, found pixel type {tile.dtype}")
         match = None
-        for pt in by_time.get(tile.time_index, []):
+        t0, z0, y0, x0 = cell(tile.time_index, tile.position_um)
+        near = [  # within half a pixel: this cell or a neighbour
+            (t0, z0 + dz, y0 + dy, x0 + dx) for dz, dy, dx in itertools.product((-1, 0, 1), repeat=3)
+        ]
+        for pt in sorted((pt for key in near for pt in by_cell.get(key, [])), key=lambda pt: pt.tile.tile_id):
             if all(
                 abs(a - b) <= 0.5 * p
                 for a, b, p in zip(tile.position_um, pt.tile.position_um, pixel, strict=True)
@@ -224,11 +234,6 @@ def owners(
         best[sl][closer] = d[closer]
         owner[sl][closer] = k
     return owner
-
-
-def _neighbours(lt: LabelTile, tiles: Sequence[LabelTile]) -> tuple[LabelTile, ...]:
-    """Tiles of the same time point that overlap ``lt`` (``lt`` included), in tile order."""
-    return tuple(o for o in tiles if o.time == lt.time and o.intersect(lt.offset, lt.stop) is not None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -670,21 +675,37 @@ def plan_labels(
     if match not in ("iou", "overlap"):
         raise ValueError(f"Expected a match measure in ('iou', 'overlap'), got {match!r} instead")
     graph: dict[str, Any] = {}
+    block = arrays[0].block
+    # spatial index: which tiles touch which level-0 block (per t); overlapping tiles share a block
+    index: dict[tuple[int, int, int, int], list[LabelTile]] = defaultdict(list)
+    for lt in tiles:
+        ranges = [range(lt.offset[i] // block[i], (lt.stop[i] - 1) // block[i] + 1) for i in range(3)]
+        for bz, by, bx in itertools.product(*ranges):
+            index[(lt.time, bz, by, bx)].append(lt)
+    pairs: set[tuple[int, int]] = set()
+    for members in index.values():
+        for a, b in itertools.combinations(members, 2):
+            if a.intersect(b.offset, b.stop) is not None:
+                pairs.add((min(a.index, b.index), max(a.index, b.index)))
+    neighbours: dict[int, set[int]] = {lt.index: {lt.index} for lt in tiles}
+    for i, j in pairs:
+        neighbours[i].add(j)
+        neighbours[j].add(i)
+    by_index = {lt.index: lt for lt in tiles}
     scan_keys = []
     for lt in tiles:
         key = f"{prefix}scan-{lt.index}"
-        graph[key] = (functools.partial(scan_tile, lt, _neighbours(lt, tiles), pixel_size_um),)
+        near = tuple(by_index[i] for i in sorted(neighbours[lt.index]))
+        graph[key] = (functools.partial(scan_tile, lt, near, pixel_size_um),)
         scan_keys.append(key)
     pair_keys = []
-    for a, b in itertools.combinations(tiles, 2):
-        if a.time == b.time and a.intersect(b.offset, b.stop) is not None:
-            key = f"{prefix}match-{a.index}-{b.index}"
-            graph[key] = (functools.partial(match_pair, a, b, match, threshold),)
-            pair_keys.append(key)
+    for i, j in sorted(pairs):
+        key = f"{prefix}match-{i}-{j}"
+        graph[key] = (functools.partial(match_pair, by_index[i], by_index[j], match, threshold),)
+        pair_keys.append(key)
     resolve_key = f"{prefix}resolve"
     graph[resolve_key] = (functools.partial(_resolve_task, len(scan_keys)), *scan_keys, *pair_keys)
 
-    block = arrays[0].block
     fz = 2 if downsample_z else 1
     step = (fz, 2, 2)
     n_levels = len(arrays)
@@ -695,11 +716,6 @@ def plan_labels(
         stop = tuple(min(s + n, lim) for s, n, lim in zip(start, block, shape, strict=True))
         return start, (stop[0], stop[1], stop[2])
 
-    index: dict[tuple[int, int, int, int], list[LabelTile]] = defaultdict(list)
-    for lt in tiles:
-        ranges = [range(lt.offset[i] // block[i], (lt.stop[i] - 1) // block[i] + 1) for i in range(3)]
-        for bz, by, bx in itertools.product(*ranges):
-            index[(lt.time, bz, by, bx)].append(lt)
     below: dict[tuple[int, int, int, int], str] = {}
     nxt = step if n_levels > 1 else None
     for (t, bz, by, bx), members in sorted(index.items()):
