@@ -3,7 +3,7 @@
 For each grid (G x G tiles of T² pixels, 10 % overlap, about one object per 450 pixels), writes the
 synthetic segmented specimen (``ngff_tiles.testing.labels``) once under ``--workdir``, then converts
 it in a fresh child process twice: image only, and image + labels. Prints a Markdown table: wall
-time and peak RSS (the child's ``ru_maxrss``) of both runs, object counts, and the IoU of every
+time and peak RSS (the child's ``VmHWM``) of both runs, object counts, and the IoU of every
 ground-truth object with its fused object (min / median).
 
     .venv/bin/python benchmarks/bench_labels.py [--grids 4,8] [--tile 1024] [--workdir benchmarks/_work]
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from ngff_tiles import ExecutionOptions, convert
 from ngff_tiles.readers.table import TileTableReader
 table, out, with_labels = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
@@ -33,7 +33,8 @@ else:  # the same table, its labels column ignored: the image tiles only
     tiles = TileTableReader().tiles(table, __import__("ngff_tiles").ReaderOptions())
     result = convert(tiles, out, execution=ExecutionOptions(progress=False))
 seconds = time.perf_counter() - t0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so it would count the parent's peak
+rss = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
 labels = None if result.labels is None else result.labels.n_objects
 print(json.dumps({"seconds": seconds, "rss_mb": rss, "objects": labels}))
 """

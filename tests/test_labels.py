@@ -431,3 +431,43 @@ def test_label_fusion_memory_is_bounded_by_tiles_and_blocks(tmp_path: Path) -> N
     others = [s for (name, shape), s in zip(log, sizes, strict=True) if shape != (1, 200, 200)]
     assert max(others) <= 128 * 128  # overlaps and blocks
     assert sum(sizes) <= 3 * 9 * tile_px
+
+
+def test_dry_run_names_the_label_image(
+    flat: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "dry.ome.zarr"
+    assert (
+        main(["convert", str(flat["ds"].table), "-o", str(out), "--dry-run", "--label-name", "nuclei"]) == 0
+    )
+    assert "labels/nuclei: 16 label tile(s), uint32 ids" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_an_object_across_three_tiles_is_one_object(tmp_path: Path) -> None:
+    """Tiles 0 and 2 do not overlap: only the chain 0-1-2 (union-find) makes the bar one object."""
+    truth = np.zeros((1, 40, 260), dtype=np.uint16)
+    truth[0, 10:20, 5:255] = 1  # a bar through all three tiles
+    truth[0, 30:35, 95:105] = 2  # a blob inside the overlap of tiles 0 and 1
+    images, labels = [], []
+    for i, x0 in enumerate((0, 80, 160)):
+        cut = truth[:, :, x0 : x0 + 100].copy()
+        cut[cut == 1] = 7 + i  # a different local id in every tile
+        cut[cut == 2] = 3
+        common = {"shape": cut.shape, "position_um": (0.0, 0.0, float(x0)), "pixel_size_um": (1.0, 1.0, 1.0)}
+        images.append(Tile(tile_id=i, source=ArraySource(cut.astype(np.uint16)), dtype=np.uint16, **common))
+        labels.append(Tile(tile_id=i, source=ArraySource(cut), dtype=cut.dtype, **common))
+    result = convert(
+        images,
+        tmp_path / "bar.ome.zarr",
+        labels=labels,
+        writer=WriterOptions(chunks=(1, 32, 32), shards=(1, 64, 64)),
+        execution=ExecutionOptions(progress=False, max_workers=2),
+    )
+    assert result.labels is not None
+    assert result.labels.n_objects == 2
+    fused = _fused(tmp_path / "bar.ome.zarr")
+    np.testing.assert_array_equal(fused > 0, truth > 0)
+    # numbered in tile order, then by local id: the blob (3 in tile 0) is 1, the bar (7) is 2
+    assert np.unique(fused[truth == 2]).tolist() == [1]
+    assert np.unique(fused[truth == 1]).tolist() == [2]
