@@ -471,3 +471,25 @@ def test_an_object_across_three_tiles_is_one_object(tmp_path: Path) -> None:
     # numbered in tile order, then by local id: the blob (3 in tile 0) is 1, the bar (7) is 2
     assert np.unique(fused[truth == 2]).tolist() == [1]
     assert np.unique(fused[truth == 1]).tolist() == [2]
+
+
+def test_match_measures_iou_and_overlap() -> None:
+    """Tile A sees one object where tile B's segmentation split it in two (over-segmentation)."""
+    a = np.zeros((1, 20, 40), dtype=np.uint16)
+    b = np.zeros((1, 20, 40), dtype=np.uint16)
+    a[0, 5:15, 5:35] = 4
+    b[0, 5:15, 5:20] = 1
+    b[0, 5:15, 20:35] = 2
+    common = {"shape": a.shape, "position_um": (0.0, 0.0, 0.0), "pixel_size_um": (1.0, 1.0, 1.0)}
+    ta = LabelTile(Tile(tile_id=0, source=ArraySource(a), dtype=a.dtype, **common), (0, 0, 0), 0, 0, 0)
+    tb = LabelTile(Tile(tile_id=1, source=ArraySource(b), dtype=b.dtype, **common), (0, 0, 0), 0, 1, 1)
+    strict = match_pair(ta, tb, "iou", 0.6)
+    assert strict.candidates == 2
+    assert strict.ids_a.size == 0  # each half has IoU 150 / 300 = 0.5
+    iou = match_pair(ta, tb, "iou", 0.5)
+    assert iou.ids_b.tolist() == [1, 2]
+    np.testing.assert_allclose(iou.scores, [0.5, 0.5])
+    overlap = match_pair(ta, tb, "overlap", 0.9)  # each half lies wholly inside A's object
+    assert overlap.ids_a.tolist() == [4, 4]
+    assert overlap.ids_b.tolist() == [1, 2]
+    np.testing.assert_allclose(overlap.scores, [1.0, 1.0])
