@@ -10,6 +10,7 @@ official strict label schema.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -493,3 +494,22 @@ def test_match_measures_iou_and_overlap() -> None:
     assert overlap.ids_a.tolist() == [4, 4]
     assert overlap.ids_b.tolist() == [1, 2]
     np.testing.assert_allclose(overlap.scores, [1.0, 1.0])
+
+
+def test_verify_reads_the_label_image_back(flat: dict[str, Any], tmp_path: Path) -> None:
+    from ngff_tiles.verify import verify_store
+
+    store = tmp_path / "copy.ome.zarr"
+    shutil.copytree(flat["out"], store)
+    report = verify_store(store, progress=False)
+    assert report.ok, report.problems
+    assert report.images == 2  # the image and labels/segmentation
+    # a label pixel changed at level 1: no longer the 2x mode of level 0
+    level1 = zarr.open_array(store / "labels/segmentation/1", mode="r+")
+    level1[0, 0, 0, 600, 600] = 123456  # far from the shard removed below
+    # and a level-0 label shard lost
+    shard = next(p for p in sorted((store / "labels/segmentation/0/c").rglob("*")) if p.is_file())
+    shard.unlink()
+    problems = verify_store(store, progress=False).problems
+    assert any("labels/segmentation/1" in p and "2x mode of level 0" in p for p in problems), problems
+    assert any("labels/segmentation/0" in p and "missing" in p for p in problems), problems

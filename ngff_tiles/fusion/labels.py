@@ -906,8 +906,10 @@ def finish_labels(
             "tiles": [
                 {
                     "id": lt.image_tile_id,
-                    "labels": lt.tile.source.path,
-                    "time_index": lt.time,
+                    "path": lt.tile.source.path,
+                    "channel": "labels",
+                    "time_index": lt.tile.time_index,
+                    "shape": list(lt.tile.shape),
                     "offset_px": list(lt.offset),
                 }
                 for lt in tiles
