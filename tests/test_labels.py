@@ -24,7 +24,7 @@ import zarr
 from ngff_tiles import ExecutionOptions, WriterOptions, convert
 from ngff_tiles.cli import main
 from ngff_tiles.errors import LayoutError, MetadataError, NgffTilesError
-from ngff_tiles.fusion.labels import LabelTile, downsample_mode, match_pair
+from ngff_tiles.fusion.labels import LabelTile, TileMap, downsample_mode, match_pair
 from ngff_tiles.metadata.validate import validate_attributes, validate_store
 from ngff_tiles.options import LabelOptions, PyramidOptions
 from ngff_tiles.testing.labels import (
@@ -513,3 +513,45 @@ def test_verify_reads_the_label_image_back(flat: dict[str, Any], tmp_path: Path)
     problems = verify_store(store, progress=False).problems
     assert any("labels/segmentation/1" in p and "2x mode of level 0" in p for p in problems), problems
     assert any("labels/segmentation/0" in p and "missing" in p for p in problems), problems
+
+
+def test_tile_map_with_large_and_unknown_ids() -> None:
+    local = np.array([3, 1 << 40, (1 << 63) + 5], dtype=np.uint64)
+    tm = TileMap(local, np.array([7, 8, 9], dtype=np.uint32))
+    data = np.array([[[0, 3, 1 << 40, (1 << 63) + 5, 4, (1 << 64) - 1]]], dtype=np.uint64)
+    np.testing.assert_array_equal(tm.apply(data), [[[0, 7, 8, 9, 0, 0]]])  # searchsorted path
+    small = TileMap(np.array([2, 5], dtype=np.uint16), np.array([1, 2], dtype=np.uint32))
+    np.testing.assert_array_equal(small.apply(np.array([0, 2, 3, 5, 60000], np.uint16)), [0, 1, 0, 2, 0])
+
+
+def test_time_points_are_fused_separately(tmp_path: Path) -> None:
+    """Label tiles of two time points: matched within each time point, ids unique over both."""
+    images, labels = [], []
+    frames = []
+    for t in range(2):
+        truth = np.zeros((1, 30, 100), dtype=np.uint16)
+        truth[0, 5:15, 40:60] = 1  # in the overlap of both tiles, at both time points
+        truth[0, 20:25, 5 + 30 * t : 15 + 30 * t] = 2  # moves
+        frames.append(truth)
+        for i, x0 in enumerate((0, 30)):
+            cut = truth[:, :, x0 : x0 + 70]
+            common = {"shape": cut.shape, "position_um": (0.0, 0.0, float(x0)), "pixel_size_um": (1.0,) * 3}
+            tid = 2 * t + i
+            images.append(Tile(tile_id=tid, source=ArraySource(cut), dtype=cut.dtype, time_index=t, **common))
+            labels.append(Tile(tile_id=tid, source=ArraySource(cut), dtype=cut.dtype, time_index=t, **common))
+    result = convert(
+        images,
+        tmp_path / "t.ome.zarr",
+        labels=labels,
+        writer=WriterOptions(chunks=(1, 32, 32), shards=(1, 64, 64)),
+        execution=ExecutionOptions(progress=False, max_workers=2),
+    )
+    assert result.labels is not None
+    assert result.labels.n_objects == 4  # two objects per time point, not merged across time
+    fused = np.asarray(zarr.open_group(tmp_path / "t.ome.zarr", mode="r")["labels/segmentation/0"][:, 0])
+    assert fused.shape == (2, 1, 30, 100)
+    ids = [set(np.unique(fused[t])) - {0} for t in range(2)]
+    assert len(ids[0]) == len(ids[1]) == 2
+    assert not ids[0] & ids[1]
+    for t in range(2):
+        np.testing.assert_array_equal(fused[t] > 0, frames[t] > 0)
