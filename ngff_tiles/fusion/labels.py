@@ -286,7 +286,13 @@ def scan_tile(
         u = np.unique(data)
         ids.append(u[u != 0])
         if len(neighbours) > 1:
-            mine = owners(lo, hi, neighbours, pixel_size_um) == me
+            # only pixels that another tile covers can belong to another tile: decide those
+            mine = np.ones(data.shape, dtype=bool)
+            for other in neighbours:
+                hit = other.intersect(lo, hi) if other.index != lt.index else None
+                if hit is not None:
+                    sl = tuple(slice(a - s, b - s) for a, b, s in zip(hit[0], hit[1], lo, strict=True))
+                    mine[sl] = owners(hit[0], hit[1], neighbours, pixel_size_um) == me
             u = np.unique(data[mine])
             owned.append(u[u != 0])
         else:
@@ -517,13 +523,16 @@ def downsample_mode(block: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
         padded[tuple(slice(o, None, f) for o, f in zip(offs, factors, strict=True))]
         for offs in itertools.product(*[range(f) for f in factors])
     ]
+    # how many cells equal each cell: every pair compared once (6 comparisons for 2x2, 28 for 2x2x2)
+    counts = [np.ones(cells[0].shape, dtype=np.int8) for _ in cells]
+    for i, j in itertools.combinations(range(len(cells)), 2):
+        eq = cells[i] == cells[j]
+        counts[i] += eq
+        counts[j] += eq
     best = cells[0].copy()
-    best_score = np.full(best.shape, -1, dtype=np.int16)
-    for c in cells:
-        count = np.zeros(best.shape, dtype=np.int16)
-        for other in cells:
-            count += c == other
-        score = 2 * count + (c != 0)
+    best_score = 2 * counts[0] + (cells[0] != 0)
+    for c, n in zip(cells[1:], counts[1:], strict=True):
+        score = 2 * n + (c != 0)  # twice the count, +1 for an object: ties go to objects
         better = score > best_score
         best[better] = c[better]
         best_score[better] = score[better]
