@@ -32,8 +32,9 @@ from ngff_tiles.fusion.labels import (
     LabelResult,
     LabelTile,
     check_label_options,
+    combine_label_results,
     finish_labels,
-    place_label_tiles,
+    place_label_tiles_in,
     plan_labels,
 )
 from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
@@ -548,8 +549,8 @@ def convert(
     labels
         Label tiles (per-tile segmentations, integer ids) at the image tiles' positions: paths any
         reader recognises, or tiles. ``None``: those of a tile table's ``labels`` column, if any.
-        They are fused into ``labels/<name>`` (objects merged across overlaps; see
-        :mod:`ngff_tiles.fusion.labels`). Not for plates.
+        They are fused into ``labels/<name>`` of the image they belong to (objects merged across
+        overlaps; see :mod:`ngff_tiles.fusion.labels`); in a plate, of each well or field image.
     label_options
         Name, match measure and threshold of the label fusion.
 
@@ -628,15 +629,15 @@ def convert(
         f"{len(tiles)} tiles, {len(channels)} channel(s), {len(times)} time point(s), "
         f"{len(images)} image(s); pixel {first.pixel_size_um[2]:g} µm"
     )
-    placed_labels: list[LabelTile] = []
+    # label tiles by image path (plates: each well or field image gets its own label image)
+    placed_labels: dict[str, list[LabelTile]] = {}
     if label_tiles:
-        if plate_layout is not None:
-            raise LayoutError(f"{label_paths[0]}: label tiles are not supported for plate output")
-        placed_labels = place_label_tiles(label_tiles, first)
-        say(f"{len(placed_labels)} label tile(s) -> labels/{label_opts.name}")
+        placed_labels = place_label_tiles_in(label_tiles, [(im.path, im.layout) for im in images])
+        say(f"{len(label_tiles)} label tile(s) -> labels/{label_opts.name} of {len(placed_labels)} image(s)")
     summary = summarize(images, plate_layout)
-    if placed_labels:
-        summary += f"\nlabels/{label_opts.name}: {len(placed_labels)} label tile(s), {LABEL_DTYPE} ids"
+    for path, lts in placed_labels.items():
+        where = f"{path}/labels" if path else "labels"
+        summary += f"\n{where}/{label_opts.name}: {len(lts)} label tile(s), {LABEL_DTYPE} ids"
     corrections = make_corrections(
         fusion_opts, channels, [(t.shape[1], t.shape[2]) for t in tiles], layout_opts.subpixel
     )
@@ -698,11 +699,12 @@ def convert(
         plans.append(p)
     n_blocks = sum(p.n_blocks for p in plans)
     keys = [p.windows_key for p in plans]
-    if placed_labels:
+    labelled = [im for im in images if im.path in placed_labels]
+    for im in labelled:
         label_arrays = create_level_arrays(
-            root / "labels" / label_opts.name,
-            images[0].level_shapes,
-            (first.shape[0], 1),
+            (root / im.path if im.path else root) / "labels" / label_opts.name,
+            im.level_shapes,
+            (im.layout.shape[0], 1),
             LABEL_DTYPE,
             writer_opts,
             threads=workers,
@@ -710,12 +712,13 @@ def convert(
             resume=exec_opts.resume,
         )
         label_plan = plan_labels(
-            placed_labels,
+            placed_labels[im.path],
             label_arrays,
-            first.pixel_size_um,
+            im.layout.pixel_size_um,
             match=label_opts.match,
             threshold=label_opts.threshold,
             downsample_z=pyramid_opts.downsample_z,
+            prefix=f"{im.path}/labels/" if im.path else "labels/",
         )
         graph.update(label_plan.graph)
         keys.append(label_plan.summary_key)
@@ -729,23 +732,26 @@ def convert(
 
     version = writer_opts.ngff_version
     finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    label_result = None
-    if placed_labels:
-        label_result = finish_labels(
+    label_results = [
+        finish_labels(
             root,
-            "",
-            results[-1],
-            placed_labels,
-            first,
+            im.path,
+            summary_,
+            placed_labels[im.path],
+            im.layout,
             name=label_opts.name,
-            n_levels=n_levels,
+            n_levels=len(im.level_shapes),
             downsample_z=pyramid_opts.downsample_z,
             writer=writer_opts,
             record={**record, "finished": finished},
             settings=options_record["labels"],
         )
+        for im, summary_ in zip(labelled, results[len(plans) :], strict=True)
+    ]
+    label_result = combine_label_results(label_results) if label_results else None
+    if label_result is not None:
         say(
-            f"labels/{label_opts.name}: {label_result.n_objects} object(s) "
+            f"{len(label_results)} label image(s): {label_result.n_objects} object(s) "
             f"from {label_result.n_tile_objects} in the tiles"
         )
     for im, p, win in zip(images, plans, windows, strict=True):

@@ -555,3 +555,38 @@ def test_time_points_are_fused_separately(tmp_path: Path) -> None:
     assert not ids[0] & ids[1]
     for t in range(2):
         np.testing.assert_array_equal(fused[t] > 0, frames[t] > 0)
+
+
+def test_plate_wells_get_their_own_label_images(tmp_path: Path) -> None:
+    """A tile table with wells and labels: each well's image gets labels/<name>, ids from 1."""
+    spec = LabelSpec(grid=(4, 2), tile_shape=(1, 128, 128), overlap_px=32, n_objects=120, boundary_noise=0.0)
+    ds = write_label_dataset(spec, tmp_path / "tiles")
+    lines = ds.table.read_text().splitlines()
+    rows = [lines[0] + ",well"] + [line + (",A1" if i < 4 else ",A2") for i, line in enumerate(lines[1:])]
+    table = tmp_path / "tiles" / "plate.csv"
+    table.write_text("\n".join(rows) + "\n")
+    result = convert(
+        table,
+        tmp_path / "plate.ome.zarr",
+        writer=WriterOptions(chunks=(1, 64, 64), shards=(1, 128, 128)),
+        execution=ExecutionOptions(progress=False, max_workers=2),
+    )
+    assert result.labels is not None
+    assert result.labels.paths == ("A/1/0/labels/segmentation", "A/2/0/labels/segmentation")
+    assert [str(p) for p in validate_store(tmp_path / "plate.ome.zarr", strict=True)] == []
+    group = zarr.open_group(tmp_path / "plate.ome.zarr", mode="r")
+    step = 128 - 32
+    for well, y0 in (("A/1/0", 0), ("A/2/0", 2 * step)):
+        fused = np.asarray(group[f"{well}/labels/segmentation/0"][0, 0])
+        cut = ds.truth[:, y0 : y0 + fused.shape[1], : fused.shape[2]]
+        present = np.unique(cut)
+        present = present[present != 0]
+        renumbered = (np.searchsorted(present, cut).astype(np.uint32) + 1) * (cut != 0)
+        iou, fused_id, n_fused = match_objects(renumbered, fused)
+        assert iou.size == n_fused == present.size  # objects cut by the well's edge included
+        assert np.unique(fused_id).size == present.size
+        assert np.all(iou == 1.0)  # noise-free tiles: exact
+        assert np.array_equal(np.unique(fused), np.arange(present.size + 1))
+        assert len(
+            group[f"{well}/labels/segmentation"].attrs.asdict()["ome"]["multiscales"][0]["datasets"]
+        ) == (len(group[well].attrs.asdict()["ome"]["multiscales"][0]["datasets"]))

@@ -58,6 +58,7 @@ __all__ = [
     "TileMap",
     "TileScan",
     "check_label_options",
+    "combine_label_results",
     "downsample_mode",
     "finish_labels",
     "label_colours",
@@ -65,6 +66,7 @@ __all__ = [
     "match_pair",
     "owners",
     "place_label_tiles",
+    "place_label_tiles_in",
     "plan_labels",
     "relabel_block",
     "resolve",
@@ -151,33 +153,52 @@ def place_label_tiles(labels: Sequence[Tile], layout: Layout) -> list[LabelTile]
         For non-integer labels, a label tile at no image tile's position, a shape that differs
         from the image tile's, or two label tiles at one position and time point.
     """
-    pixel = layout.pixel_size_um
+    return place_label_tiles_in(labels, [("", layout)]).get("", [])
 
-    def cell(time: int, pos: Sequence[float]) -> tuple[int, int, int, int]:
+
+def place_label_tiles_in(
+    labels: Sequence[Tile], images: Sequence[tuple[str, Layout]]
+) -> dict[str, list[LabelTile]]:
+    """Like :func:`place_label_tiles` for several images (plate wells or fields), by image path.
+
+    Each label tile goes to the image holding the image tile at its position; images without
+    label tiles are left out of the result.
+    """
+
+    def cell(pixel: Sequence[float], time: int, pos: Sequence[float]) -> tuple[int, int, int, int]:
         z, y, x = (math.floor(v / p) for v, p in zip(pos, pixel, strict=True))
         return (time, z, y, x)
 
     # image tiles by (time, position in whole pixels): a lookup per label tile, not a scan
-    by_cell: dict[tuple[int, int, int, int], list[Any]] = defaultdict(list)
-    for pt in layout.tiles:
-        by_cell[cell(pt.tile.time_index, pt.tile.position_um)].append(pt)
-    placed: list[LabelTile] = []
-    taken: dict[tuple[int, tuple[int, int, int]], str] = {}
+    by_cell: list[dict[tuple[int, int, int, int], list[Any]]] = []
+    for _, layout in images:
+        cells: dict[tuple[int, int, int, int], list[Any]] = defaultdict(list)
+        for pt in layout.tiles:
+            cells[cell(layout.pixel_size_um, pt.tile.time_index, pt.tile.position_um)].append(pt)
+        by_cell.append(cells)
+    placed: dict[str, list[LabelTile]] = {}
+    taken: dict[tuple[str, int, tuple[int, int, int]], str] = {}
     for tile in sorted(labels, key=lambda t: t.tile_id):
         path = tile.source.path
         if tile.dtype.kind not in "ui":
             raise MetadataError(f"{path}: label tiles must hold integer ids, found pixel type {tile.dtype}")
         match = None
-        t0, z0, y0, x0 = cell(tile.time_index, tile.position_um)
-        near = [  # within half a pixel: this cell or a neighbour
-            (t0, z0 + dz, y0 + dy, x0 + dx) for dz, dy, dx in itertools.product((-1, 0, 1), repeat=3)
-        ]
-        for pt in sorted((pt for key in near for pt in by_cell.get(key, [])), key=lambda pt: pt.tile.tile_id):
-            if all(
-                abs(a - b) <= 0.5 * p
-                for a, b, p in zip(tile.position_um, pt.tile.position_um, pixel, strict=True)
+        for (image, layout), cells in zip(images, by_cell, strict=True):
+            pixel = layout.pixel_size_um
+            t0, z0, y0, x0 = cell(pixel, tile.time_index, tile.position_um)
+            near = [  # within half a pixel: this cell or a neighbour
+                (t0, z0 + dz, y0 + dy, x0 + dx) for dz, dy, dx in itertools.product((-1, 0, 1), repeat=3)
+            ]
+            for pt in sorted(
+                (pt for key in near for pt in cells.get(key, [])), key=lambda pt: pt.tile.tile_id
             ):
-                match = pt
+                if all(
+                    abs(a - b) <= 0.5 * p
+                    for a, b, p in zip(tile.position_um, pt.tile.position_um, pixel, strict=True)
+                ):
+                    match = (image, pt)
+                    break
+            if match is not None:
                 break
         if match is None:
             pos = ", ".join(f"{v:g}" for v in tile.position_um)
@@ -185,19 +206,21 @@ def place_label_tiles(labels: Sequence[Tile], layout: Layout) -> list[LabelTile]
                 f"{path}: label tile at (z, y, x) {pos} µm, time {tile.time_index}, matches no image "
                 "tile's position; label tiles must share the image tiles' positions"
             )
-        if tile.shape != match.tile.shape:
+        image, pt = match
+        if tile.shape != pt.tile.shape:
             raise MetadataError(
-                f"{path}: label tile shape {tile.shape} differs from the image tile's {match.tile.shape} "
-                f"({match.tile.source.path})"
+                f"{path}: label tile shape {tile.shape} differs from the image tile's {pt.tile.shape} "
+                f"({pt.tile.source.path})"
             )
-        key = (match.time_index, match.offset_px)
+        key = (image, pt.time_index, pt.offset_px)
         if key in taken:
             raise MetadataError(
                 f"{path}: a second label tile at the position of {taken[key]} (time {tile.time_index}); "
                 "give one single-channel label tile per position"
             )
         taken[key] = path
-        placed.append(LabelTile(tile, match.offset_px, match.time_index, len(placed), match.tile.tile_id))
+        mine = placed.setdefault(image, [])
+        mine.append(LabelTile(tile, pt.offset_px, pt.time_index, len(mine), pt.tile.tile_id))
     return placed
 
 
@@ -820,6 +843,9 @@ class LabelResult:
         Pairs of tile objects matched in overlaps.
     n_unseen
         Tile objects with no pixel in the output (only where another tile's pixels are kept).
+    paths
+        Every label image written (plates: one per well or field image); the counts above are
+        their sums (ids restart at 1 in each label image).
     """
 
     path: str
@@ -827,6 +853,19 @@ class LabelResult:
     n_tile_objects: int
     n_matches: int
     n_unseen: int
+    paths: tuple[str, ...] = ()
+
+
+def combine_label_results(results: Sequence[LabelResult]) -> LabelResult:
+    """One :class:`LabelResult` for several label images: the first's path, summed counts."""
+    return LabelResult(
+        results[0].path,
+        sum(r.n_objects for r in results),
+        sum(r.n_tile_objects for r in results),
+        sum(r.n_matches for r in results),
+        sum(r.n_unseen for r in results),
+        tuple(r.path for r in results),
+    )
 
 
 def finish_labels(
@@ -928,4 +967,4 @@ def finish_labels(
     )
     write_labels_group(image_root / "labels", [name], version)
     rel = f"{image_path}/labels/{name}" if image_path else f"labels/{name}"
-    return LabelResult(rel, res.n_objects, res.n_tile_objects, res.n_matches, res.n_unseen)
+    return LabelResult(rel, res.n_objects, res.n_tile_objects, res.n_matches, res.n_unseen, (rel,))
