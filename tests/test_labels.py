@@ -590,3 +590,24 @@ def test_plate_wells_get_their_own_label_images(tmp_path: Path) -> None:
         assert len(
             group[f"{well}/labels/segmentation"].attrs.asdict()["ome"]["multiscales"][0]["datasets"]
         ) == (len(group[well].attrs.asdict()["ome"]["multiscales"][0]["datasets"]))
+
+
+@pytest.mark.distributed
+def test_labels_on_a_local_cluster_equal_the_threaded_run(tmp_path: Path) -> None:
+    """Every label task pickles: the graph on a worker process writes the same label image."""
+    spec = LabelSpec(grid=(2, 3), tile_shape=(1, 128, 128), overlap_px=32, n_objects=80, radius_px=(4.0, 8.0))
+    ds = write_label_dataset(spec, tmp_path / "tiles")
+    writer = WriterOptions(chunks=(1, 64, 64), shards=(1, 128, 128))
+    runs = {}
+    for name, execution in (
+        ("threads", ExecutionOptions(progress=False, max_workers=2)),
+        ("cluster", ExecutionOptions(progress=False, workers=1)),
+    ):
+        result = convert(ds.table, tmp_path / f"{name}.ome.zarr", writer=writer, execution=execution)
+        assert result.labels is not None
+        assert result.labels.n_objects == 80
+        group = zarr.open_group(tmp_path / f"{name}.ome.zarr", mode="r")
+        runs[name] = [np.asarray(group[f"labels/segmentation/{k}"][:]) for k in range(3)]
+        runs[name].append(np.asarray(group["labels/segmentation/id_map"][:]))
+    for a, b in zip(runs["threads"], runs["cluster"], strict=True):
+        np.testing.assert_array_equal(a, b)
