@@ -160,6 +160,31 @@ class PyramidOptions:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LabelOptions:
+    """Label tiles (per-tile segmentations) fused into one NGFF label image.
+
+    Attributes
+    ----------
+    name
+        Name of the label image: it is written to ``labels/<name>``.
+    match
+        How two objects seen in the overlap of two tiles are compared, over that overlap only:
+        ``"iou"`` (intersection over union of their pixels there) or ``"overlap"`` (intersection
+        over the smaller of the two; merges an object split in one tile with its whole in the other).
+    threshold
+        Objects whose ``match`` measure is at least this are one object (in (0, 1]). With
+        ``"iou"`` and a threshold above 0.5 an object matches at most one object per neighbour.
+    reader
+        Force the reader of the label inputs (``None``: sniff).
+    """
+
+    name: str = "segmentation"
+    match: Literal["iou", "overlap"] = "iou"
+    threshold: float = 0.5
+    reader: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WriterOptions:
     """OME-Zarr output.
 
@@ -215,28 +240,3 @@ class ExecutionOptions:
     scheduler: str | None = None
     workers: int | None = None
     resume: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LabelOptions:
-    """Label tiles (per-tile segmentations) fused into one NGFF label image.
-
-    Attributes
-    ----------
-    name
-        Name of the label image: it is written to ``labels/<name>``.
-    match
-        How two objects seen in the overlap of two tiles are compared, over that overlap only:
-        ``"iou"`` (intersection over union of their pixels there) or ``"overlap"`` (intersection
-        over the smaller of the two; merges an object split in one tile with its whole in the other).
-    threshold
-        Objects whose ``match`` measure is at least this are one object (in (0, 1]). With
-        ``"iou"`` and a threshold above 0.5 an object matches at most one object per neighbour.
-    reader
-        Force the reader of the label inputs (``None``: sniff).
-    """
-
-    name: str = "segmentation"
-    match: Literal["iou", "overlap"] = "iou"
-    threshold: float = 0.5
-    reader: str | None = None
