@@ -155,7 +155,7 @@ def _plate_options(args: argparse.Namespace) -> Any:
 
 def _parser() -> argparse.ArgumentParser:
     from ngff_tiles import __version__
-    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS, SUBPIXEL_MODES, WriterOptions
+    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS, LABEL_MATCHES, SUBPIXEL_MODES, WriterOptions
 
     wdef = WriterOptions()
 
@@ -245,7 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--label-match",
-        choices=("iou", "overlap"),
+        choices=LABEL_MATCHES,
         default="iou",
         help="compare objects in overlaps by IoU (default) or by intersection over the smaller object",
     )

@@ -36,7 +36,7 @@ import numpy as np
 
 from ngff_tiles.errors import LayoutError, MetadataError, NgffTilesError, SourceError
 from ngff_tiles.layout.place import Layout
-from ngff_tiles.options import LabelOptions, WriterOptions
+from ngff_tiles.options import LABEL_MATCHES, LabelOptions, WriterOptions
 from ngff_tiles.tiles import Region, Tile
 from ngff_tiles.writers.ome_zarr import (
     PROVENANCE_KEY,
@@ -823,7 +823,7 @@ def check_label_options(options: LabelOptions) -> None:
         )
     if not 0 < options.threshold <= 1:
         raise NgffTilesError(f"label match threshold {options.threshold}: expected a number in (0, 1]")
-    if options.match not in ("iou", "overlap"):
+    if options.match not in LABEL_MATCHES:
         raise NgffTilesError(f"label match {options.match!r}: expected 'iou' or 'overlap'")
 
 
