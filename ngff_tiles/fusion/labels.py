@@ -240,6 +240,26 @@ def owners(
     """
     shape = tuple(b - a for a, b in zip(start, stop, strict=True))
     owner = np.full(shape, -1, dtype=np.int32)
+    hits = [(k, lt.intersect(start, stop)) for k, lt in enumerate(tiles)]
+    covering = [(k, hit) for k, hit in hits if hit is not None]
+    # where one tile covers alone it owns; distances are computed only where tiles overlap
+    for k, (lo, hi) in reversed(covering):
+        owner[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start, strict=True))] = k
+    for (_, (alo, ahi)), (_, (blo, bhi)) in itertools.combinations(covering, 2):
+        both_lo = [max(a, b) for a, b in zip(alo, blo, strict=True)]
+        both_hi = [min(a, b) for a, b in zip(ahi, bhi, strict=True)]
+        if all(h > low for low, h in zip(both_lo, both_hi, strict=True)):
+            sl = tuple(slice(a - s, b - s) for a, b, s in zip(both_lo, both_hi, start, strict=True))
+            owner[sl] = _closest(both_lo, both_hi, tiles, pixel_size_um)
+    return owner
+
+
+def _closest(
+    start: Sequence[int], stop: Sequence[int], tiles: Sequence[LabelTile], pixel_size_um: Sequence[float]
+) -> np.ndarray:
+    """:func:`owners` by distance for every pixel of the box (the rule itself; no shortcut)."""
+    shape = tuple(b - a for a, b in zip(start, stop, strict=True))
+    owner = np.full(shape, -1, dtype=np.int32)
     best = np.full(shape, np.inf, dtype=np.float64)
     for k, lt in enumerate(tiles):
         hit = lt.intersect(start, stop)
@@ -309,13 +329,7 @@ def scan_tile(
         u = np.unique(data)
         ids.append(u[u != 0])
         if len(neighbours) > 1:
-            # only pixels that another tile covers can belong to another tile: decide those
-            mine = np.ones(data.shape, dtype=bool)
-            for other in neighbours:
-                hit = other.intersect(lo, hi) if other.index != lt.index else None
-                if hit is not None:
-                    sl = tuple(slice(a - s, b - s) for a, b, s in zip(hit[0], hit[1], lo, strict=True))
-                    mine[sl] = owners(hit[0], hit[1], neighbours, pixel_size_um) == me
+            mine = owners(lo, hi, neighbours, pixel_size_um) == me  # distances only in overlaps
             u = np.unique(data[mine])
             owned.append(u[u != 0])
         else:
