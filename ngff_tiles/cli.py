@@ -173,7 +173,7 @@ def _plate_options(args: argparse.Namespace) -> Any:
 
 def _parser() -> argparse.ArgumentParser:
     from ngff_tiles import __version__
-    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS, SUBPIXEL_MODES, WriterOptions
+    from ngff_tiles.options import BLEND_MODES, COMPRESSIONS, LABEL_MATCHES, SUBPIXEL_MODES, WriterOptions
 
     wdef = WriterOptions()
 
@@ -257,6 +257,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_plate_args(c)
     g.add_argument("--dry-run", action="store_true", help="print the layout (and plate map) without writing")
+    g = c.add_argument_group("labels (per-tile segmentations)")
+    g.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="TILES",
+        help="label tiles (integer ids) at the image tiles' positions, e.g. a tile table of label "
+        "TIFFs; default: the input tile table's 'labels' column, if any",
+    )
+    g.add_argument(
+        "--label-name", default="segmentation", help="written as labels/NAME (default %(default)s)"
+    )
+    g.add_argument(
+        "--label-match",
+        choices=LABEL_MATCHES,
+        default="iou",
+        help="compare objects in overlaps by IoU (default) or by intersection over the smaller object",
+    )
+    g.add_argument(
+        "--label-threshold",
+        type=float,
+        default=0.5,
+        metavar="T",
+        help="objects whose match measure is at least T are one object (default %(default)s)",
+    )
+    g.add_argument("--labels-reader", metavar="NAME", help="force the reader of the label tiles")
     g = c.add_argument_group("execution")
     g.add_argument("--max-workers", type=int, metavar="N", help="threads (default: one per core)")
     g.add_argument(
@@ -376,6 +401,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from ngff_tiles.options import (
         ExecutionOptions,
         FusionOptions,
+        LabelOptions,
         LayoutOptions,
         PyramidOptions,
         WriterOptions,
@@ -423,7 +449,22 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         plate=_plate_options(args),
         dry_run=args.dry_run,
         on_progress=log.info,
+        labels=args.labels,
+        label_options=LabelOptions(
+            name=args.label_name,
+            match=args.label_match,
+            threshold=args.label_threshold,
+            reader=args.labels_reader,
+        ),
     )
+    if result.labels is not None:
+        log.warning(
+            "wrote %s: %d object(s) from %d in the tiles (%d matched pair(s) in overlaps)",
+            result.labels.path,
+            result.labels.n_objects,
+            result.labels.n_tile_objects,
+            result.labels.n_matches,
+        )
     if args.dry_run:
         print(result.summary)
         print(f"(dry run: nothing written to {result.output})")

@@ -13,6 +13,7 @@ __all__ = [
     "SUBPIXEL_MODES",
     "ExecutionOptions",
     "FusionOptions",
+    "LabelOptions",
     "LayoutOptions",
     "PlateOptions",
     "PyramidOptions",
@@ -25,6 +26,7 @@ BlendMode = Literal["linear", "cosine", "mean", "max", "first", "last"]
 BLEND_MODES: tuple[str, ...] = ("linear", "cosine", "mean", "max", "first", "last")
 Compression = Literal["blosc-zstd", "blosc-lz4", "zstd", "gzip", "none"]
 COMPRESSIONS: tuple[str, ...] = ("blosc-zstd", "blosc-lz4", "zstd", "gzip", "none")
+LABEL_MATCHES: tuple[str, ...] = ("iou", "overlap")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +175,31 @@ class PyramidOptions:
 
     downsample_z: bool = False
     max_levels: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LabelOptions:
+    """Label tiles (per-tile segmentations) fused into one NGFF label image.
+
+    Attributes
+    ----------
+    name
+        Name of the label image: it is written to ``labels/<name>``.
+    match
+        How two objects seen in the overlap of two tiles are compared, over that overlap only:
+        ``"iou"`` (intersection over union of their pixels there) or ``"overlap"`` (intersection
+        over the smaller of the two; merges an object split in one tile with its whole in the other).
+    threshold
+        Objects whose ``match`` measure is at least this are one object (in (0, 1]). With
+        ``"iou"`` and a threshold above 0.5 an object matches at most one object per neighbour.
+    reader
+        Force the reader of the label inputs (``None``: sniff).
+    """
+
+    name: str = "segmentation"
+    match: Literal["iou", "overlap"] = "iou"
+    threshold: float = 0.5
+    reader: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

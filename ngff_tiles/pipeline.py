@@ -28,12 +28,23 @@ import numpy as np
 from ngff_tiles.errors import LayoutError, MissingDependencyError, NgffTilesError
 from ngff_tiles.fusion.affine import AffinePlacedTile, place_affine
 from ngff_tiles.fusion.kernel import BlockTile, Corrections, fuse_block, make_corrections
+from ngff_tiles.fusion.labels import (
+    LABEL_DTYPE,
+    LabelResult,
+    LabelTile,
+    check_label_options,
+    combine_label_results,
+    finish_labels,
+    place_label_tiles_in,
+    plan_labels,
+)
 from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
 from ngff_tiles.layout.place import Layout, check_uniform
 from ngff_tiles.layout.plate import PlateLayout, assign_plate, plate_map
 from ngff_tiles.options import (
     ExecutionOptions,
     FusionOptions,
+    LabelOptions,
     LayoutOptions,
     PlateOptions,
     PyramidOptions,
@@ -82,6 +93,8 @@ class ConvertResult:
         The plate layout, for plate output.
     summary
         Text description of the images (and plate map): what ``--dry-run`` prints.
+    labels
+        The label image written from label tiles, if any.
     """
 
     output: Path
@@ -93,6 +106,7 @@ class ConvertResult:
     images: tuple[str, ...] = ("",)
     plate: PlateLayout | None = None
     summary: str = ""
+    labels: LabelResult | None = None
 
     @property
     def mb_per_s(self) -> float:
@@ -450,6 +464,34 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _label_tiles_from(
+    labels: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[Tile] | None,
+    paths: Sequence[str],
+    reader: str | None,
+    reader_options: ReaderOptions | None,
+    options: LabelOptions,
+) -> tuple[list[Tile], list[str]]:
+    """Return the label tiles: the given ones, else those of the input tile tables' ``labels`` column."""
+    if labels is not None:
+        tiles, label_paths = _tiles_from(labels, options.reader, reader_options)
+        if not tiles:
+            raise LayoutError(f"{', '.join(label_paths) or 'labels'}: no label tiles found")
+        return tiles, label_paths
+    if reader not in (None, "tile-table"):
+        return [], []
+    from ngff_tiles.readers.table import TileTableReader, label_tiles
+
+    found: list[Tile] = []
+    used: list[str] = []
+    for path in paths:
+        if TileTableReader().sniff(path):
+            more = label_tiles(path, reader_options)
+            if more:
+                used.append(path)
+                found.extend(dataclasses.replace(t, tile_id=len(found) + i) for i, t in enumerate(more))
+    return found, used
+
+
 @dataclass(frozen=True, slots=True)
 class ImagePlan:
     """One multiscale image of the output: its path in the store, layout and level shapes."""
@@ -498,6 +540,8 @@ def convert(
     plate: PlateOptions | None = None,
     dry_run: bool = False,
     on_progress: Callable[[str], None] | None = None,
+    labels: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Sequence[Tile] | None = None,
+    label_options: LabelOptions | None = None,
 ) -> ConvertResult:
     """Fuse tiles into one multiscale OME-Zarr image, or an HCS plate of them.
 
@@ -519,6 +563,13 @@ def convert(
         Plan only: nothing is written; ``ConvertResult.summary`` describes what would be.
     on_progress
         Called with a one-line message at each stage (the CLI logs them).
+    labels
+        Label tiles (per-tile segmentations, integer ids) at the image tiles' positions: paths any
+        reader recognises, or tiles. ``None``: those of a tile table's ``labels`` column, if any.
+        They are fused into ``labels/<name>`` of the image they belong to (objects merged across
+        overlaps; see :mod:`ngff_tiles.fusion.labels`); in a plate, of each well or field image.
+    label_options
+        Name, match measure and threshold of the label fusion.
 
     Returns
     -------
@@ -537,6 +588,9 @@ def convert(
     if not tiles:
         raise LayoutError(f"{', '.join(paths) or 'input'}: no tiles found")
     check_uniform(tiles)
+    label_opts = label_options or LabelOptions()
+    check_label_options(label_opts)
+    label_tiles, label_paths = _label_tiles_from(labels, paths, reader, reader_options, label_opts)
     channels = list(dict.fromkeys(t.channel for t in sorted(tiles, key=lambda t: t.tile_id)))
     times = sorted({t.time_index for t in tiles})
     plate_layout: PlateLayout | None = None
@@ -592,7 +646,15 @@ def convert(
         f"{len(tiles)} tiles, {len(channels)} channel(s), {len(times)} time point(s), "
         f"{len(images)} image(s); pixel {first.pixel_size_um[2]:g} µm"
     )
+    # label tiles by image path (plates: each well or field image gets its own label image)
+    placed_labels: dict[str, list[LabelTile]] = {}
+    if label_tiles:
+        placed_labels = place_label_tiles_in(label_tiles, [(im.path, im.layout) for im in images])
+        say(f"{len(label_tiles)} label tile(s) -> labels/{label_opts.name} of {len(placed_labels)} image(s)")
     summary = summarize(images, plate_layout)
+    for path, lts in placed_labels.items():
+        where = f"{path}/labels" if path else "labels"
+        summary += f"\n{where}/{label_opts.name}: {len(lts)} label tile(s), {LABEL_DTYPE} ids"
     corrections = make_corrections(
         fusion_opts, channels, [(t.shape[1], t.shape[2]) for t in tiles], layout_opts.subpixel
     )
@@ -618,6 +680,7 @@ def convert(
             "pyramid": asdict(pyramid_opts),
             "writer": {k: v for k, v in asdict(writer_opts).items() if k != "overwrite"},
             **({"plate": asdict(plate)} if plate is not None else {}),
+            **({"labels": {**asdict(label_opts), "inputs": label_paths}} if placed_labels else {}),
         }
     )
     record = _record(paths, reader, options_record, started)
@@ -652,15 +715,62 @@ def convert(
         graph.update(p.graph)
         plans.append(p)
     n_blocks = sum(p.n_blocks for p in plans)
-    say(f"{n_levels} pyramid level(s), {n_blocks} block task(s) on {workers} thread(s)")
     keys = [p.windows_key for p in plans]
+    labelled = [im for im in images if im.path in placed_labels]
+    for im in labelled:
+        label_arrays = create_level_arrays(
+            (root / im.path if im.path else root) / "labels" / label_opts.name,
+            im.level_shapes,
+            (im.layout.shape[0], 1),
+            LABEL_DTYPE,
+            writer_opts,
+            threads=workers,
+            downsample_z=pyramid_opts.downsample_z,
+            resume=exec_opts.resume,
+        )
+        label_plan = plan_labels(
+            placed_labels[im.path],
+            label_arrays,
+            im.layout.pixel_size_um,
+            match=label_opts.match,
+            threshold=label_opts.threshold,
+            downsample_z=pyramid_opts.downsample_z,
+            prefix=f"{im.path}/labels/" if im.path else "labels/",
+        )
+        graph.update(label_plan.graph)
+        keys.append(label_plan.summary_key)
+        n_blocks += label_plan.n_tasks
+    say(f"{n_levels} pyramid level(s), {n_blocks} block task(s) on {workers} thread(s)")
     if exec_opts.scheduler is not None or exec_opts.workers is not None:
-        windows = _run_distributed(graph, keys, exec_opts)
+        results = _run_distributed(graph, keys, exec_opts)
     else:
-        windows = _run_local(graph, keys, workers, exec_opts.progress, n_blocks)
+        results = _run_local(graph, keys, workers, exec_opts.progress, n_blocks)
+    windows = results[: len(plans)]
 
     version = writer_opts.ngff_version
     finished = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    label_results = [
+        finish_labels(
+            root,
+            im.path,
+            summary_,
+            placed_labels[im.path],
+            im.layout,
+            name=label_opts.name,
+            n_levels=len(im.level_shapes),
+            downsample_z=pyramid_opts.downsample_z,
+            writer=writer_opts,
+            record={**record, "finished": finished},
+            settings=options_record["labels"],
+        )
+        for im, summary_ in zip(labelled, results[len(plans) :], strict=True)
+    ]
+    label_result = combine_label_results(label_results) if label_results else None
+    if label_result is not None:
+        say(
+            f"{len(label_results)} label image(s): {label_result.n_objects} object(s) "
+            f"from {label_result.n_tile_objects} in the tiles"
+        )
     for im, p, win in zip(images, plans, windows, strict=True):
         lay = im.layout
         multiscales = build_multiscales(
@@ -742,4 +852,5 @@ def convert(
         images=tuple(im.path for im in images),
         plate=plate_layout,
         summary=summary,
+        labels=label_result,
     )

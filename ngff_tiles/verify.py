@@ -313,18 +313,23 @@ def _pipelined(
         yield drain_one()
 
 
-def _downsample(data: np.ndarray, factors: Index, piece: int = _PIECE) -> np.ndarray:
+def _downsample(data: np.ndarray, factors: Index, piece: int = _PIECE, *, mode: bool = False) -> np.ndarray:
     """Return :func:`downsample_mean` of ``data``, computed in (y, x) pieces of ``piece`` pixels.
 
     Same result, since every piece starts at an even offset; ~4x faster than one 4096² box.
+    ``mode=True``: the 2x mode of a label image instead (``ngff_tiles.fusion.labels``).
     """
+    if mode:
+        from ngff_tiles.fusion.labels import downsample_mode as downsample
+    else:
+        downsample = downsample_mean
     if data.ndim < 2 or (data.shape[-1] <= piece and data.shape[-2] <= piece):
-        return downsample_mean(data, factors)
+        return downsample(data, factors)
     out = np.empty(tuple(-(-n // q) for n, q in zip(data.shape, factors, strict=True)), dtype=data.dtype)
     fy, fx = factors[-2], factors[-1]
     for y in range(0, data.shape[-2], piece):
         for x in range(0, data.shape[-1], piece):
-            out[..., y // fy : -(-(y + piece) // fy), x // fx : -(-(x + piece) // fx)] = downsample_mean(
+            out[..., y // fy : -(-(y + piece) // fy), x // fx : -(-(x + piece) // fx)] = downsample(
                 data[..., y : y + piece, x : x + piece], factors
             )
     return out
@@ -361,6 +366,7 @@ class _Verifier:
         self.threads = max(1, min(8, os.cpu_count() or 1))
         self.context = _context(self.threads)
         self.missing: set[tuple[int, Index]] = set()  # (level, unit) of this image reported missing
+        self.mode = False  # this image's pyramid is the 2x mode (a label image), not the mean
 
     def problem(self, text: str) -> None:
         self.report.problems.append(text)
@@ -432,6 +438,7 @@ class _Verifier:
             self.problem(f"{where}: no multiscales datasets to check")
             return
         record = attrs.get(PROVENANCE_KEY)
+        self.mode = ms.get("type") == "mode" and "image-label" in _ome(attrs)
         if isinstance(record, dict) and record.get("status") not in (None, "complete") and rel:
             self.problem(f"{where}: image status is {record.get('status')!r}, not 'complete'")
         levels: list[_Level] = []
@@ -665,7 +672,7 @@ class _Verifier:
             if recompute and up is not None and f is not None:
                 below, stored = result
                 self.report.blocks_recomputed += 1
-                self.compare(levels, k + 1, idx, stored, _downsample(below, f), f)
+                self.compare(levels, k + 1, idx, stored, _downsample(below, f, mode=self.mode), f)
 
     def inner(self, lev: _Level, idx: Index) -> str:
         """For a shard that fails: which of its inner chunks fail (text to append)."""
@@ -730,7 +737,8 @@ class _Verifier:
         if len(culprits) > _MAX_NAMED:
             named += f"; and {len(culprits) - _MAX_NAMED} more"
         self.problem(
-            f"{arr.where(idx)}: differs from the 2x mean of level {k - 1} in {int(bad.sum())} pixel(s), "
+            f"{arr.where(idx)}: differs from the 2x {'mode' if self.mode else 'mean'} of level {k - 1} "
+            f"in {int(bad.sum())} pixel(s), "
             f"max abs difference {diff:g}; the level-{k - 1} data there: {named}"
         )
 
@@ -784,6 +792,21 @@ def _attrs(folder: Path) -> dict[str, Any] | None:
 def _ome(attrs: dict[str, Any]) -> dict[str, Any]:
     ome = attrs.get("ome")
     return ome if isinstance(ome, dict) else attrs
+
+
+def _label_images(root: Path, rel: str, report: VerifyReport) -> list[tuple[str, dict[str, Any]]]:
+    """The label images listed in the ``labels`` group of the image at ``rel`` (name, attributes)."""
+    folder = root / rel / "labels" if rel else root / "labels"
+    attrs = _attrs(folder) if folder.is_dir() else None
+    names = _ome(attrs).get("labels") if attrs is not None else None
+    out = []
+    for name in names if isinstance(names, list) else []:
+        lattrs = _attrs(folder / str(name))
+        if lattrs is None:
+            report.problems.append(f"{folder / str(name)}: label image listed in labels/ is missing")
+            continue
+        out.append((str(name), lattrs))
+    return out
 
 
 def _find_images(root: Path, attrs: dict[str, Any], report: VerifyReport) -> list[tuple[str, dict[str, Any]]]:
@@ -888,5 +911,7 @@ def verify_store(
         if isinstance(omero, dict) and isinstance(omero.get("channels"), list):
             labels = [str(ch.get("label")) if isinstance(ch, dict) else "" for ch in omero["channels"]]
         verifier.image(rel, iattrs, labels, times)
+        for name, lattrs in _label_images(root, rel, report):  # labels/<name> of the image, if any
+            verifier.image(f"{rel}/labels/{name}" if rel else f"labels/{name}", lattrs, ["labels"], times)
     report.seconds = time.perf_counter() - t0
     return report

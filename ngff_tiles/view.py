@@ -82,9 +82,10 @@ def ngff_transforms(store: str | os.PathLike[str]) -> LayerTransform:
 def open_in_napari(viewer: Any, store: str | os.PathLike[str]) -> list[Any]:
     """Open ``store`` in a napari ``viewer`` with napari-ome-zarr; return the new layers.
 
-    For an image store, image layers that the reader left untranslated (no translate, no
-    translation in the affine) get the NGFF ``translation`` of level 0, so they sit at their
-    physical position; plates are left as the reader draws them (a mosaic in its own frame).
+    For an image store, image and label layers that the reader left untranslated (no translate,
+    no translation in the affine) get the NGFF ``translation`` of level 0 (a label image's own),
+    so they sit at their physical position; plates are left as the reader draws them (a mosaic
+    in its own frame).
     """
     import numpy as np
 
@@ -95,12 +96,30 @@ def open_in_napari(viewer: Any, store: str | os.PathLike[str]) -> list[Any]:
         return layers
     wanted = ngff_transforms(path)
     for layer in layers:
-        if type(layer).__name__ != "Image" or len(layer.translate) != len(wanted.translate):
+        translate: tuple[float, ...] | None = wanted.translate
+        if type(layer).__name__ == "Labels":  # a label image: its own level-0 translation, all axes
+            translate = _label_translation(Path(path) / (info.image or ""), str(layer.name))
+        elif type(layer).__name__ != "Image":
+            continue
+        if translate is None or len(layer.translate) != len(translate):
             continue
         untranslated = not np.any(layer.translate) and not np.any(layer.affine.translate)
-        if untranslated and any(wanted.translate):
-            layer.translate = wanted.translate
+        if untranslated and any(translate):
+            layer.translate = translate
     return layers
+
+
+def _label_translation(image: Path, layer_name: str) -> tuple[float, ...] | None:
+    """Level-0 translation of the label image a napari-ome-zarr layer shows (named ``.../<name>``)."""
+    node = read_node(image / "labels" / layer_name.rsplit("/", 1)[-1])
+    multiscales = node.ome().get("multiscales") if node is not None else None
+    if not (isinstance(multiscales, list) and multiscales and isinstance(multiscales[0], dict)):
+        return None
+    datasets = multiscales[0].get("datasets") or [{}]
+    for t in datasets[0].get("coordinateTransformations", []):
+        if isinstance(t, dict) and t.get("type") == "translation":
+            return tuple(float(v) for v in t["translation"])
+    return None
 
 
 def view(store: str | os.PathLike[str]) -> None:

@@ -154,20 +154,63 @@ def _registry() -> Any:
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT202012
 
-    # The strict_* files have no "$schema": they are Draft 2020-12 like the rest.
+    # The strict_* files have no "$schema": they are Draft 2020-12 like the rest. All are held
+    # without it, so that a $ref keeps our validator class (see _validator) instead of jsonschema's.
     resources = [
-        (schema["$id"], Resource.from_contents(schema, default_specification=DRAFT202012))
+        (schema["$id"], Resource.from_contents(_dialectless(schema), default_specification=DRAFT202012))
         for schema in _schemas().values()
     ]
     return Registry().with_resources(resources)
 
 
+def _dialectless(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema without its ``$schema`` key (every vendored schema is Draft 2020-12)."""
+    return {k: v for k, v in schema.items() if k != "$schema"}
+
+
 @functools.cache
 def _validator(version: str, name: str) -> Any:
     """A cached Draft 2020-12 validator for one vendored schema file."""
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(_schemas()[(version, name)], registry=_registry())
+    # jsonschema compares the items of an array of objects pairwise for ``uniqueItems``: 2000
+    # label colours took 7 s, a million would take days. Same rule, by hashing (linear time).
+    cls = validators.extend(Draft202012Validator, {"uniqueItems": _unique_items})
+    return cls(_dialectless(_schemas()[(version, name)]), registry=_registry())
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable form of a JSON value; equal JSON values (``1`` and ``1.0``) give equal forms."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, int | float):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if value is None:
+        return ("null",)
+    if isinstance(value, dict):
+        return ("o", frozenset((k, _canonical(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("a", tuple(_canonical(v) for v in value))
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def _unique_items(validator: Any, unique: Any, instance: Any, schema: Any) -> Any:
+    """``uniqueItems`` in linear time (JSON equality: ``true`` is not ``1``, ``1`` is ``1.0``)."""
+    from jsonschema.exceptions import ValidationError as SchemaError
+
+    if unique and validator.is_type(instance, "array"):
+        seen: set[Any] = set()
+        for item in instance:
+            form = _canonical(item)
+            if form in seen:
+                text = repr(instance)
+                if len(text) > 200:  # the message must stay readable: name the repeated item
+                    text = f"an array of {len(instance)} items, among them {item!r} twice,"
+                yield SchemaError(f"{text} has non-unique elements")
+                return
+            seen.add(form)
 
 
 def _short(text: str, limit: int = _MAX_MESSAGE) -> str:
@@ -221,12 +264,18 @@ def _is_int(value: Any) -> TypeGuard[int]:
 
 
 def _duplicates(values: list[Any]) -> list[Any]:
-    seen: list[Any] = []
+    seen: set[Any] = set()  # hashing: label images list 10^5+ values
+    seen_unhashable: list[Any] = []
     dups: list[Any] = []
     for value in values:
-        if value in seen and value not in dups:
+        try:
+            hit = value in seen
+            seen.add(value)
+        except TypeError:
+            hit = value in seen_unhashable
+            seen_unhashable.append(value)
+        if hit and value not in dups:
             dups.append(value)
-        seen.append(value)
     return dups
 
 

@@ -28,7 +28,7 @@ from ngff_tiles.options import ReaderOptions
 from ngff_tiles.readers._base import BaseReader
 from ngff_tiles.tiles import Tile, Well
 
-__all__ = ["COLUMNS", "TileTableReader", "load_document"]
+__all__ = ["COLUMNS", "TileTableReader", "label_tiles", "load_document"]
 
 COLUMNS: dict[str, str] = {
     "path": "image file, relative to the table's folder or absolute (required)",
@@ -42,6 +42,7 @@ COLUMNS: dict[str, str] = {
     "pixel_size_um": "pixel size in y and x in µm (default: the table's, else the file's)",
     "pixel_size_z_um": "z spacing in µm (default: the table's, else the file's)",
     "name": "tile name (default: the file name)",
+    "labels": "label image (integer ids, 0 = background) of the tile: a TIFF of its shape (optional)",
 }
 """Columns (CSV) and row keys (JSON) of a tile table."""
 
@@ -154,6 +155,7 @@ class _Row:
     __slots__ = (
         "channel",
         "field",
+        "labels",
         "name",
         "number",
         "path",
@@ -189,6 +191,7 @@ class _Row:
         self.field = _index(row["field"], where, "field") if "field" in row else 0
         self.well = _well(row["well"], where) if "well" in row else None
         self.name = _text(row["name"], where, "name") if "name" in row else None
+        self.labels = _text(row["labels"], where, "labels") if "labels" in row else None
         self.pixel_size = (
             _number(row["pixel_size_um"], where, "pixel_size_um", positive=True)
             if "pixel_size_um" in row
@@ -410,3 +413,52 @@ def _check_consistent(
         t if t.pixel_size_um == pixel_size else dataclasses.replace(t, pixel_size_um=pixel_size)
         for t in tiles
     ]
+
+
+def label_tiles(path: str | os.PathLike[str], options: ReaderOptions | None = None) -> list[Tile]:
+    """Return the label tiles a table names in its ``labels`` column (empty when it has none).
+
+    Each label tile sits at its row's position (time from the row, else the file's) with the
+    pixel size of the row or table (else the file's, else 1 µm): label tiles are placed where
+    the image tile at the same position goes, so only the position matters. Tile ids follow the
+    row order. A row without ``labels`` has no label tile (its pixels get no object).
+    """
+    from ngff_tiles.readers.tiff import _OpenTiffs, describe_tiff
+
+    options = options or ReaderOptions()
+    table = Path(path)
+    rows, table_xy, table_z = _parse(table)
+    folder = table.resolve().parent
+    tiles: list[Tile] = []
+    with _OpenTiffs() as files:
+        for row in rows:
+            if row.labels is None:
+                continue
+            file = Path(row.labels) if os.path.isabs(row.labels) else folder / row.labels
+            if not file.is_file():
+                raise SourceError(f"{row.where}: label file {row.labels!r} not found ({file})")
+            image = describe_tiff(str(file), 0, options=options, _files=files)
+            if len(image.stacks) > 1:
+                raise MetadataError(
+                    f"{row.where}: label file {row.labels} has several channels or time points; "
+                    "give one single-channel label image per row"
+                )
+            stack = image.stacks[0]
+            file_size = image.pixel_size_um
+            yx = row.pixel_size or table_xy or (file_size[1] if file_size is not None else 1.0)
+            z = row.pixel_size_z or table_z or (file_size[0] if file_size is not None else None) or 1.0
+            tiles.append(
+                Tile(
+                    tile_id=len(tiles),
+                    source=stack.source,
+                    shape=stack.shape,
+                    dtype=stack.dtype,
+                    position_um=row.position,
+                    pixel_size_um=(z, yx, yx),
+                    channel="labels",
+                    time_index=row.time if row.time is not None else stack.time_index,
+                    name=row.name or file.name,
+                    extra={"reader": "tile-table", "table": str(table), "row": row.number, "file": str(file)},
+                )
+            )
+    return tiles

@@ -36,11 +36,14 @@ __all__ = [
     "codec_config",
     "create_level_arrays",
     "finalize_image",
+    "finalize_label_image",
     "finalize_plate",
     "prepare_output",
     "read_group_attributes",
     "write_json_atomic",
+    "write_labels_group",
     "write_plain_group",
+    "write_table_array",
     "write_well",
 ]
 
@@ -58,12 +61,19 @@ AXES: tuple[tuple[str, str, str | None], ...] = (
 DEFAULT_LEVELS = {"blosc-zstd": 2, "blosc-lz4": 5, "zstd": 3, "gzip": 5, "none": 0}
 
 
-def write_json_atomic(path: Path, doc: Mapping[str, Any]) -> None:
-    """Write ``doc`` as JSON to ``path`` via a temporary file and an atomic rename."""
+def write_json_atomic(path: Path, doc: Mapping[str, Any], *, indent: int | None = 2) -> None:
+    """Write ``doc`` as JSON to ``path`` via a temporary file and an atomic rename.
+
+    ``indent=None`` writes compact JSON with the C encoder (label metadata with one entry per
+    object: 10x faster than indented).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2, allow_nan=False)
+            if indent is None:
+                f.write(json.dumps(doc, allow_nan=False, separators=(",", ":")))
+            else:
+                json.dump(doc, f, indent=indent, allow_nan=False)
             f.write("\n")
         os.replace(tmp, path)
     except OSError as exc:
@@ -87,12 +97,13 @@ def read_group_attributes(root: Path) -> dict[str, Any] | None:
     return None
 
 
-def _write_group(root: Path, attrs: Mapping[str, Any], version: str) -> None:
+def _write_group(root: Path, attrs: Mapping[str, Any], version: str, indent: int | None = 2) -> None:
     if version == "0.5":
-        write_json_atomic(root / "zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs})
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
+        write_json_atomic(root / "zarr.json", doc, indent=indent)
     else:
         write_json_atomic(root / ".zgroup", {"zarr_format": 2})
-        write_json_atomic(root / ".zattrs", attrs)
+        write_json_atomic(root / ".zattrs", attrs, indent=indent)
 
 
 DONE_DIR = ".ngff_tiles_done"
@@ -524,3 +535,89 @@ def percentile_window(block: np.ndarray, fill: float = 0) -> tuple[float, float]
     if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
         hi = lo + 1
     return (float(lo), float(hi))
+
+
+def finalize_label_image(
+    root: Path,
+    *,
+    multiscales: Mapping[str, Any],
+    image_label: Mapping[str, Any],
+    record: Mapping[str, Any],
+    version: str,
+) -> None:
+    """Write a label image group's metadata (``multiscales``, ``image-label``) after its arrays."""
+    label = {**image_label, "version": version} if version == "0.4" else dict(image_label)
+    if version == "0.5":
+        attrs: dict[str, Any] = {
+            "ome": {"version": "0.5", "multiscales": [dict(multiscales)], "image-label": label}
+        }
+    else:
+        attrs = {"multiscales": [dict(multiscales)], "image-label": label}
+    attrs[PROVENANCE_KEY] = {**record, "status": "complete"}
+    n = len(label.get("colors", [])) + len(label.get("properties", []))
+    _write_group(root, attrs, version, indent=2 if n < 1000 else None)
+
+
+def write_labels_group(root: Path, names: Sequence[str], version: str) -> None:
+    """Write the ``labels`` group of an image: the list of its label images."""
+    root.mkdir(parents=True, exist_ok=True)
+    labels = {"labels": list(names)}
+    _write_group(root, {"ome": {"version": "0.5", **labels}} if version == "0.5" else labels, version)
+
+
+def write_table_array(
+    path: Path, table: np.ndarray, options: WriterOptions, attributes: Mapping[str, Any]
+) -> None:
+    """Write a 2-D table (rows x columns, one dtype) as a Zarr array of the store's format.
+
+    Rows are chunked by 65536 and compressed with the image's codec; ``attributes`` (column
+    names, meaning) go into the array's attributes.
+    """
+    import tensorstore as ts
+
+    table = np.ascontiguousarray(table)
+    rows = max(1, min(table.shape[0], 65536))
+    zarr_format = 3 if options.ngff_version == "0.5" else 2
+    codec = codec_config(options.compression, options.compression_level, table.dtype.itemsize, zarr_format)
+    if zarr_format == 3:
+        codecs = [{"name": "bytes", "configuration": {"endian": "little"}}]
+        if codec is not None:
+            codecs.append(codec)
+        spec: dict[str, Any] = {
+            "driver": "zarr3",
+            "kvstore": {"driver": "file", "path": str(path)},
+            "metadata": {
+                "shape": list(table.shape),
+                "data_type": table.dtype.name,
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [rows, table.shape[1]]}},
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "fill_value": 0,
+                "codecs": codecs,
+                "dimension_names": ["row", "column"],
+                "attributes": dict(attributes),
+            },
+        }
+    else:
+        spec = {
+            "driver": "zarr",
+            "kvstore": {"driver": "file", "path": str(path)},
+            "metadata": {
+                "zarr_format": 2,
+                "shape": list(table.shape),
+                "chunks": [rows, table.shape[1]],
+                "dtype": table.dtype.str,
+                "compressor": codec,
+                "filters": None,
+                "fill_value": 0,
+                "order": "C",
+                "dimension_separator": "/",
+            },
+        }
+    try:
+        arr = ts.open(spec, create=True, delete_existing=True).result()
+        if table.size:
+            arr.write(table).result()
+    except Exception as exc:
+        raise NgffTilesError(f"{path}: cannot write table: {exc}") from exc
+    if zarr_format == 2:
+        write_json_atomic(path / ".zattrs", dict(attributes))
