@@ -387,7 +387,7 @@ def _start_local_cluster(options: ExecutionOptions) -> Any:
             threads_per_worker=options.max_workers or 1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # a free port: 8787 may be taken by another cluster
         )
 
 
