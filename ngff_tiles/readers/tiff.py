@@ -478,6 +478,8 @@ def _make_source(
                 f"{where}: {file}: IFD {index}: expected sample {sample}, page has {shaped[0] * shaped[4]}"
             )
         this_shape = (shaped[2], shaped[3])
+        if min(this_shape) < 1:
+            raise SourceError(f"{file}: IFD {index}: image is {shaped[3]}×{shaped[2]} pixels")
         this_dtype = np.dtype(page_dtype).newbyteorder("=")
         if plane_shape is None:
             plane_shape, dtype = this_shape, this_dtype
@@ -504,6 +506,9 @@ def _make_source(
 
 # --------------------------------------------------------------------------------------------
 # OME-XML
+
+_MAX_PLANES = 1 << 24
+"""More planes than this in one OME image is taken for corrupt (lying) metadata, not a dataset."""
 
 _PROLOG_ITEM = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 
@@ -581,6 +586,7 @@ class _OmeImage:
     position_note: str  # why position is None: the error to raise where positions are needed
     well: Well | None = None
     field_index: int = 0
+    size_yx: tuple[int, int] | None = None  # SizeY, SizeX as the XML states them
 
     @property
     def where(self) -> str:
@@ -726,6 +732,11 @@ def _parse_images(
         size = {ax: _int_attr(pixels, f"Size{ax}", 1, where) for ax in "XYZCT"}
         if min(size.values()) < 1:
             raise MetadataError(f"{where}: expected positive SizeX/Y/Z/C/T, got {size}")
+        if size["Z"] * size["C"] * size["T"] > _MAX_PLANES:
+            raise MetadataError(
+                f"{where}: SizeZ × SizeC × SizeT = {size['Z'] * size['C'] * size['T']} planes; more than "
+                f"{_MAX_PLANES} is not a plausible OME-TIFF (corrupt metadata?)"
+            )
         channel_elements = _kids(pixels, "Channel")
         samples = _int_attr(channel_elements[0], "SamplesPerPixel", 1, where) if channel_elements else 1
         if samples < 1 or size["C"] % samples:
@@ -777,7 +788,13 @@ def _parse_images(
             if uuid is None:
                 file = os.path.abspath(xml_file)
             elif uuid.get("FileName"):
-                file = os.path.join(folder, str(uuid.get("FileName")))
+                name = str(uuid.get("FileName"))
+                if os.path.isabs(name) or ".." in Path(name).parts:
+                    raise SourceError(
+                        f"{xml_file}: TiffData names file {name!r}, outside the folder {folder}; "
+                        "OME-TIFF filesets reference files beside the XML"
+                    )
+                file = os.path.join(folder, name)
             else:
                 text = (uuid.text or "").strip()
                 found = os.path.abspath(xml_file) if text and text == own_uuid else uuids.lookup(folder, text)
@@ -837,6 +854,7 @@ def _parse_images(
                 position_note=position_note,
                 well=well,
                 field_index=field_index,
+                size_yx=(size["Y"], size["X"]),
             )
         )
     return images
@@ -954,6 +972,11 @@ def _ome_stacks(
                     )
                 planes.append(plane)
             source, dtype, shape = _make_source(planes, sample, files, image.where)
+            if image.size_yx is not None and shape[1:] != image.size_yx:
+                raise MetadataError(
+                    f"{planes[0][0]}: IFD {planes[0][1]} is {shape[2]}×{shape[1]} pixels, but the OME-XML "
+                    f"({image.where}) says SizeX × SizeY = {image.size_yx[1]}×{image.size_yx[0]}"
+                )
             out.append((t, c, source, dtype, shape, planes[0][0]))
     return out
 
@@ -1362,8 +1385,15 @@ class MMStackReader(BaseReader):
                     if summary is None:
                         summary = meta["Summary"]
                     page_at_offset = {int(page.offset): int(page.index) for page in tif.pages}
+                    size = int(tif.filehandle.size)
                 for c, z, t, pos, offset in np.asarray(index_map).tolist():
                     page = page_at_offset.get(int(offset))
+                    if page is None and offset >= size:
+                        # not an aborted acquisition (its map lists only what was written): data lost
+                        raise SourceError(
+                            f"{file}: truncated: the index map lists image (c={c}, z={z}, t={t}, p={pos}) "
+                            f"at byte {offset}, but the file has {size} bytes"
+                        )
                     if page is None:
                         log.warning(
                             "%s: index map points to IFD offset %d, which is not in the file", file, offset
