@@ -116,8 +116,11 @@ def _sample(block: np.ndarray) -> np.ndarray:
 def _mark_done(marker: str | None) -> None:
     """Record that a block is written (for ``--resume``): an empty file, created atomically."""
     if marker is not None:
-        with open(marker, "x"):
-            pass
+        try:
+            with open(marker, "x"):
+                pass
+        except OSError as exc:  # disk full, permissions: the store stays marked incomplete
+            raise NgffTilesError(f"{marker}: cannot record the written block: {exc.strerror or exc}") from exc
 
 
 def _reload_task(

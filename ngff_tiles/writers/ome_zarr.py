@@ -139,13 +139,21 @@ def prepare_output(
                 f"{root}: exists and was not written by ngff-tiles; "
                 "refusing to delete it even with --overwrite"
             )
-        shutil.rmtree(root)
+        try:
+            shutil.rmtree(root)
+        except OSError as exc:
+            raise NgffTilesError(
+                f"{exc.filename or root}: cannot remove the previous output: {exc.strerror or exc}"
+            ) from exc
     try:
         root.mkdir(parents=True)
     except OSError as exc:
         raise NgffTilesError(f"{root}: cannot create output: {exc.strerror or exc}") from exc
     _write_group(root, {PROVENANCE_KEY: {**record, "status": "incomplete"}}, options.ngff_version)
-    (root / DONE_DIR).mkdir()
+    try:
+        (root / DONE_DIR).mkdir()
+    except OSError as exc:
+        raise NgffTilesError(f"{root / DONE_DIR}: cannot create: {exc.strerror or exc}") from exc
     return root
 
 
