@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ngff_tiles.errors import LayoutError, MissingDependencyError, NgffTilesError
+from ngff_tiles.errors import LayoutError, MissingDependencyError, NgffTilesError, OutputExistsError
 from ngff_tiles.fusion.kernel import BlockTile, Corrections, fuse_block, make_corrections
 from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
 from ngff_tiles.layout.place import Layout, check_uniform, place_tiles
@@ -450,6 +450,17 @@ def _pad(layout: Layout, shape_zyx: tuple[int, int, int]) -> Layout:
     return dataclasses.replace(layout, shape=(t, c, *shape_zyx))
 
 
+def _check_inputs_outside(output: str | os.PathLike[str], inputs: Sequence[str]) -> None:
+    """Refuse an output that is, or contains, one of the inputs: --overwrite would delete it."""
+    out = Path(output).resolve()
+    for path in dict.fromkeys(inputs):
+        p = Path(path).resolve()
+        if p == out or out in p.parents:
+            raise OutputExistsError(
+                f"{output}: the output would contain the input {path}; write the output elsewhere"
+            )
+
+
 def summarize(images: Sequence[ImagePlan], plate: PlateLayout | None) -> str:
     """Return the dry-run text: the plate map (for plates) and every image's shape and levels."""
     lines = []
@@ -608,6 +619,7 @@ def convert(
     )
     record = _record(paths, reader, options_record, started)
     t0 = time.perf_counter()
+    _check_inputs_outside(output, [*paths, *(t.source.path for t in tiles)])
     root = prepare_output(output, writer_opts, record, resume=exec_opts.resume)
     done_dir = root / DONE_DIR
     done = frozenset(p.name for p in done_dir.iterdir()) if exec_opts.resume else frozenset()

@@ -146,6 +146,28 @@ def test_overwrite_replaces_our_store_complete_or_not(
     assert status(empty) == "complete"
 
 
+def test_inputs_inside_the_output_are_never_overwritten(
+    tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Tiles kept inside an old store of ours (or the output named as the input folder) survive."""
+    out = tmp_path / "out.ome.zarr"
+    assert convert_cli(tiles, out, capsys)[0] == 0
+    inside = out / "tiles"
+    shutil.copytree(tiles, inside)
+    before = checksums(tmp_path)
+    for target in (out, inside):
+        code, err = convert_cli(inside, target, capsys, "--overwrite")
+        assert code == 2
+        expected = f"{target}: the output would contain the input {inside}; write the output elsewhere"
+        assert err == [f"ngff-tiles: error: {expected}"]
+    table = tmp_path / "tiles.csv"  # a table elsewhere naming a file inside the store
+    table.write_text(f"path,x_um,y_um,pixel_size_um\n{next(inside.glob('*.ome.tif'))},0,0,0.65\n")
+    code, err = convert_cli(table, out, capsys, "--overwrite")
+    assert code == 2
+    assert "the output would contain the input" in err[0]
+    assert checksums(tmp_path) == {**before, "tiles.csv": checksums(tmp_path)["tiles.csv"]}
+
+
 # --------------------------------------------------------------------------------------------
 # Ctrl-C
 
