@@ -510,6 +510,22 @@ def _make_source(
 _MAX_PLANES = 1 << 24
 """More planes than this in one OME image is taken for corrupt (lying) metadata, not a dataset."""
 
+_MIN_PLANE_BYTES = 16
+"""Fewer bytes than this per plane in a folder's TIFF files: the plane count is a lie (an IFD
+alone takes over 100 bytes)."""
+
+
+def _tiff_bytes(folder: str) -> int:
+    """Total size of the TIFF files in ``folder`` and its subfolders."""
+    total = 0
+    for base, _, names in os.walk(folder):
+        for name in names:
+            if name.lower().endswith((".tif", ".tiff", ".btf", ".tf8")):
+                with contextlib.suppress(OSError):
+                    total += os.stat(os.path.join(base, name)).st_size
+    return total
+
+
 _PROLOG_ITEM = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 
 
@@ -732,10 +748,18 @@ def _parse_images(
         size = {ax: _int_attr(pixels, f"Size{ax}", 1, where) for ax in "XYZCT"}
         if min(size.values()) < 1:
             raise MetadataError(f"{where}: expected positive SizeX/Y/Z/C/T, got {size}")
-        if size["Z"] * size["C"] * size["T"] > _MAX_PLANES:
+        total = size["Z"] * size["C"] * size["T"]
+        if total > _MAX_PLANES:
             raise MetadataError(
-                f"{where}: SizeZ × SizeC × SizeT = {size['Z'] * size['C'] * size['T']} planes; more than "
-                f"{_MAX_PLANES} is not a plausible OME-TIFF (corrupt metadata?)"
+                f"{where}: SizeZ × SizeC × SizeT = {total} planes; more than {_MAX_PLANES} is not a "
+                "plausible OME-TIFF (corrupt metadata?)"
+            )
+        if total > 4096 and total * _MIN_PLANE_BYTES > (held := _tiff_bytes(folder)):
+            # every plane needs an IFD: the files cannot hold them (and mapping them would cost
+            # time and memory in proportion to the lie)
+            raise MetadataError(
+                f"{where}: SizeZ × SizeC × SizeT = {total} planes, but the TIFF files in {folder} hold "
+                f"only {held} bytes (corrupt metadata?)"
             )
         channel_elements = _kids(pixels, "Channel")
         samples = _int_attr(channel_elements[0], "SamplesPerPixel", 1, where) if channel_elements else 1

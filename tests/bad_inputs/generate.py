@@ -604,6 +604,12 @@ def _lying_planes(d: Path) -> BadInput:
     return BadInput.one(ome_tiff(d / "t.ome.tif", xml))
 
 
+@case("ome-xml", "lying-16m-planes", error=MetadataError)
+def _lying_16m(d: Path) -> BadInput:
+    """SizeZ = 16 000 000 (under any fixed cap) mapped by one TiffData, in a 7 KB file."""
+    return BadInput.one(ome_tiff(d / "t.ome.tif", ome_xml(size=(16_000_000, 48, 64))))
+
+
 @case("ome-xml", "missing-planes", error=SourceError)
 def _missing_planes(d: Path) -> BadInput:
     """SizeZ = 5 but the file has one IFD."""
