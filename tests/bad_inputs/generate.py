@@ -211,7 +211,7 @@ def plain_tiff(path: Path, data: np.ndarray | None = None, **kwargs: object) -> 
     """Write a plain TIFF (no OME-XML, no shaped metadata)."""
     import tifffile
 
-    tifffile.imwrite(path, plane() if data is None else data, metadata=None, **kwargs)  # type: ignore[arg-type]
+    tifffile.imwrite(path, plane() if data is None else data, metadata=None, **kwargs)
     return path
 
 
@@ -915,6 +915,12 @@ def _index_field(d: Path, field_no: int, value: int, entry: int = 0) -> BadInput
     return BadInput.one(ds, idx)
 
 
+def _set_index_field(r: BadInput, field_no: int, value: int, entry: int = 0) -> None:
+    idx = r.inputs[0] / "NDTiff.index"
+    _, fields = index_entries(idx.read_bytes())[entry]
+    patch(idx, fields + 4 * field_no, struct.pack("<I", value))
+
+
 @case("ndtiff", "index-truncated", error=NgffTilesError)
 def _nd_index_truncated(d: Path) -> BadInput:
     """The index cut in the middle of its second entry."""
@@ -952,21 +958,15 @@ def _nd_index_offset(d: Path) -> BadInput:
 def _nd_index_size(d: Path) -> BadInput:
     """An entry claiming a 65535 × 65535 (8 GB) frame in a 1.5 MB file."""
     r = _index_field(d, 1, 65535)
-    _index_field_again(r, 2, 65535)
+    _set_index_field(r, 2, 65535)
     return BadInput(r.inputs, next(r.inputs[0].glob("*.tif")))
-
-
-def _index_field_again(r: BadInput, field_no: int, value: int, entry: int = 0) -> None:
-    idx = r.inputs[0] / "NDTiff.index"
-    _, fields = index_entries(idx.read_bytes())[entry]
-    patch(idx, fields + 4 * field_no, struct.pack("<I", value))
 
 
 @case("ndtiff", "index-terabyte-frame", error=SourceError)
 def _nd_index_tb(d: Path) -> BadInput:
     """An entry claiming a 4e9 × 4e9 pixel frame (32 EB): must not be allocated."""
     r = _index_field(d, 1, 0xFFFFFFF0)
-    _index_field_again(r, 2, 0xFFFFFFF0)
+    _set_index_field(r, 2, 0xFFFFFFF0)
     return BadInput(r.inputs, next(r.inputs[0].glob("*.tif")))
 
 
