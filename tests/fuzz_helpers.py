@@ -57,5 +57,20 @@ NASTY_NUMBERS = st.one_of(
 )
 NASTY_TEXT = st.one_of(
     st.text(max_size=16),
-    st.sampled_from(["", " ", "NaN", "inf", "-0", "1e999", "..", "../a.tif", "/etc/hostname", "\x00", "µm"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "NaN",
+            "inf",
+            "-0",
+            "1e999",
+            "..",
+            "../a.tif",
+            "/etc/hostname",
+            "\x00",
+            "µm",
+            "n" * 300 + ".tif",
+        ]
+    ),
 )

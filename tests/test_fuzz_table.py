@@ -85,7 +85,7 @@ def test_random_bytes_as_tables(table: FuzzTarget, data: bytes) -> None:
             st.sampled_from(["dim = 2", "dim = 3", "dim=7", "multiseries = true", "# c", ""]),
             st.builds(
                 lambda f, s, c: f"{f}; {s}; ({', '.join(map(str, c))})",
-                st.sampled_from(["a.tif", "b.tif", "z.tif", "c.tif", "", "../a.tif", "nope.tif"]),
+                st.sampled_from(["a.tif", "b.tif", "z.tif", "c.tif", "", "../a.tif", "nope.tif", "l" * 300]),
                 st.one_of(st.just(""), st.integers(-2, 3).map(str), NASTY_TEXT),
                 st.lists(NASTY_NUMBERS, max_size=4),
             ),

@@ -19,6 +19,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 from ngff_tiles.errors import (
     AmbiguousFormatError,
     MissingDependencyError,
+    SourceError,
     UnsupportedFormatError,
 )
 from ngff_tiles.options import ReaderOptions
@@ -219,7 +220,10 @@ def read_tiles(
         rd = get_reader(reader) if reader else guess_reader(str(path))
         if reader:
             rd.check_dependencies()
-        found = rd.tiles(str(path), options)
+        try:
+            found = rd.tiles(str(path), options)
+        except OSError as exc:  # a name too long, an I/O error, a file gone: an input problem
+            raise SourceError(f"{exc.filename or path}: {exc.strerror or exc}") from exc
         if len(paths) > 1:
             found = [dataclasses.replace(t, tile_id=len(tiles) + i) for i, t in enumerate(found)]
         tiles.extend(found)

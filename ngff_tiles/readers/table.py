@@ -300,7 +300,11 @@ class TileTableReader(BaseReader):
         with _OpenTiffs() as files:
             for row in rows:
                 file = Path(row.path) if os.path.isabs(row.path) else folder / row.path
-                if not file.is_file():
+                try:
+                    found = file.is_file()
+                except OSError as exc:  # e.g. a name too long
+                    raise SourceError(f"{row.where}: image file {row.path!r}: {exc.strerror}") from None
+                if not found:
                     raise SourceError(f"{row.where}: image file {row.path!r} not found ({file})")
                 image = describe_tiff(str(file), 0, options=options, _files=files)
                 channels = {s.channel for s in image.stacks}

@@ -1646,7 +1646,13 @@ class TileConfigReader(BaseReader):
         with _OpenTiffs() as files:
             for entry in entries:
                 file = Path(entry.file) if os.path.isabs(entry.file) else folder / entry.file
-                if not file.is_file():
+                try:
+                    exists = file.is_file()
+                except OSError as exc:  # e.g. a name too long
+                    raise SourceError(
+                        f"{config}: line {entry.line}: tile file {entry.file!r}: {exc.strerror}"
+                    ) from None
+                if not exists:
                     raise SourceError(
                         f"{config}: line {entry.line}: tile file {entry.file!r} not found ({file})"
                     )

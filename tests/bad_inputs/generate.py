@@ -399,6 +399,12 @@ def _unreadable_folder(d: Path) -> BadInput:
     return BadInput.one(unreadable(d / "tiles"))
 
 
+@case("paths", "name-too-long", error=NgffTilesError)
+def _long_input(d: Path) -> BadInput:
+    """An input path whose last component is 300 bytes long."""
+    return BadInput.one(d / ("z" * 300 + ".ome.tif"))
+
+
 @case("paths", "zero-bytes", error=UnsupportedFormatError)
 def _zero_bytes(d: Path) -> BadInput:
     """An empty (0-byte) .ome.tif."""
@@ -699,6 +705,15 @@ def _tc_missing(d: Path) -> BadInput:
     return BadInput.one(d, cfg)
 
 
+@case("tileconfig", "name-too-long", error=SourceError)
+def _tc_long_name(d: Path) -> BadInput:
+    """An entry whose file name is 300 bytes long (ENAMETOOLONG; found by fuzz.py/atheris)."""
+    a, _ = two_tiles(d)
+    cfg = d / "TileConfiguration.txt"
+    cfg.write_text(f"dim = 2\n{a}; ; (0.0, 0.0)\n{'x' * 300}.tif; ; (50.0, 0.0)\n")
+    return BadInput.one(d, cfg)
+
+
 @case("tileconfig", "nan-coordinates", error=MetadataError)
 def _tc_nan(d: Path) -> BadInput:
     """Coordinates (nan, inf)."""
@@ -824,6 +839,14 @@ def _table_latin1(d: Path) -> BadInput:
     """A CSV with bytes that are not UTF-8."""
     (d / "tiles.csv").write_bytes(b"path,x_um,y_um\n\xff\xfe\xe9.tif,0,0\n")
     return BadInput.one(d / "tiles.csv")
+
+
+@case("table", "row-name-too-long", error=SourceError)
+def _table_long_name(d: Path) -> BadInput:
+    """A row whose path is 300 bytes long (ENAMETOOLONG)."""
+    rows = good_rows(d)
+    rows[1]["path"] = "y" * 300 + ".tif"
+    return BadInput.one(table(d, rows))
 
 
 @case("table", "row-is-folder", error=SourceError)
