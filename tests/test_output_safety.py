@@ -105,6 +105,30 @@ def test_overwrite_never_removes_what_we_did_not_write(
     assert checksums(tmp_path) == before
 
 
+def test_overwrite_keeps_a_store_of_ours_holding_other_files(
+    tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Notes or data a user put into an old store stop --overwrite; junk dot files do not."""
+    out = tmp_path / "out.ome.zarr"
+    assert convert_cli(tiles, out, capsys)[0] == 0
+    (out / "analysis").mkdir()
+    (out / "analysis" / "cells.csv").write_text("1,2,3")
+    (out / "notes.txt").write_text("staining protocol")
+    before = checksums(tmp_path)
+    code, err = convert_cli(tiles, out, capsys, "--overwrite")
+    assert code == 2
+    assert err == [
+        f"ngff-tiles: error: {out}: holds 'analysis', 'notes.txt', which ngff-tiles does not write; "
+        "refusing to delete it even with --overwrite (move it out first)"
+    ]
+    assert checksums(tmp_path) == before
+    shutil.rmtree(out / "analysis")
+    (out / "notes.txt").unlink()
+    (out / ".DS_Store").write_bytes(b"\0")
+    assert convert_cli(tiles, out, capsys, "--overwrite")[0] == 0
+    assert status(out) == "complete"
+
+
 def test_overwrite_does_not_follow_a_symlink_to_our_store(
     tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import threading
 from collections.abc import Mapping, Sequence
@@ -95,6 +96,10 @@ def _write_group(root: Path, attrs: Mapping[str, Any], version: str) -> None:
         write_json_atomic(root / ".zattrs", attrs)
 
 
+_OURS = re.compile(r"^(?:\d+|[A-Za-z]{1,3}|labels|OME|zarr\.json|\..*)$")
+"""Top-level names an image or plate store of ours may hold (levels, plate rows, labels, metadata,
+dot files such as temporaries and DONE_DIR): anything else stops ``--overwrite``."""
+
 DONE_DIR = ".ngff_tiles_done"
 """Folder in the store where block tasks record what they wrote (removed once complete)."""
 
@@ -138,6 +143,12 @@ def prepare_output(
             raise OutputExistsError(
                 f"{root}: exists and was not written by ngff-tiles; "
                 "refusing to delete it even with --overwrite"
+            )
+        foreign = sorted(e.name for e in os.scandir(root) if not _OURS.match(e.name))
+        if foreign:
+            raise OutputExistsError(
+                f"{root}: holds {', '.join(map(repr, foreign[:3]))}, which ngff-tiles does not write; "
+                "refusing to delete it even with --overwrite (move it out first)"
             )
         try:
             shutil.rmtree(root)
