@@ -1078,6 +1078,36 @@ def _nd2_lying_map(d: Path) -> BadInput:
     return BadInput.one(patch(p, -8, struct.pack("<Q", 1 << 62)))
 
 
+def _nd2_attributes(d: Path, values: dict[str, int]) -> BadInput:
+    """cluster.nd2 with uint32 image attributes (``uiWidth``...) rewritten in its LV metadata."""
+    p = _nd2_copy(d)
+    buf = bytearray(p.read_bytes())
+    for name, value in values.items():
+        key = name.encode("utf-16-le") + b"\0\0"
+        at = buf.rindex(key) + len(key)
+        buf[at : at + 4] = struct.pack("<I", value)
+    p.write_bytes(bytes(buf))
+    return BadInput.one(p)
+
+
+@case("nd2", "lying-width", error=SourceError)
+def _nd2_lying_width(d: Path) -> BadInput:
+    """uiWidth of 4 294 967 280 pixels: 533 GB frames (the reader once let this through: OOM-kill)."""
+    return _nd2_attributes(d, {"uiWidth": 0xFFFFFFF0})
+
+
+@case("nd2", "lying-width-height", error=SourceError)
+def _nd2_lying_wh(d: Path) -> BadInput:
+    """uiWidth × uiHeight of 2^31 × 2^31 pixels (18 EB frames)."""
+    return _nd2_attributes(d, {"uiWidth": 0x7FFFFFF0, "uiHeight": 0x7FFFFFF0})
+
+
+@case("nd2", "lying-components", error=SourceError)
+def _nd2_lying_components(d: Path) -> BadInput:
+    """uiComp of 65 535 components per pixel."""
+    return _nd2_attributes(d, {"uiComp": 0xFFFF})
+
+
 # --------------------------------------------------------------------------------------------
 
 
