@@ -450,6 +450,20 @@ def _pad(layout: Layout, shape_zyx: tuple[int, int, int]) -> Layout:
     return dataclasses.replace(layout, shape=(t, c, *shape_zyx))
 
 
+MAX_TILE_PIXELS = 1 << 36
+"""A tile of more pixels (68 G; 137 GB of uint16) is taken for corrupt metadata: planning it alone
+would enumerate millions of blocks. Readers check their own formats; this is the backstop."""
+
+
+def _check_tile_sizes(tiles: Sequence[Tile]) -> None:
+    for t in tiles:
+        if math.prod(t.shape) > MAX_TILE_PIXELS:
+            raise LayoutError(
+                f"{t.source.path}: tile {t.name or t.tile_id} claims {'×'.join(map(str, t.shape))} "
+                f"(z, y, x) pixels, more than {MAX_TILE_PIXELS}; corrupt metadata?"
+            )
+
+
 def _check_inputs_outside(output: str | os.PathLike[str], inputs: Sequence[str]) -> None:
     """Refuse an output that is, or contains, one of the inputs: --overwrite would delete it."""
     out = Path(output).resolve()
@@ -534,6 +548,7 @@ def convert(
     if not tiles:
         raise LayoutError(f"{', '.join(paths) or 'input'}: no tiles found")
     check_uniform(tiles)
+    _check_tile_sizes(tiles)
     channels = list(dict.fromkeys(t.channel for t in sorted(tiles, key=lambda t: t.tile_id)))
     times = sorted({t.time_index for t in tiles})
     plate_layout: PlateLayout | None = None

@@ -2,7 +2,8 @@
 
 For each case: a NgffTilesError subclass from the library (``--debug`` re-raises it), the CLI's
 one line ``ngff-tiles: error: <file>: <problem>`` naming the offending file with exit code 2,
-bounded time and memory (run under RLIMIT_AS with 2 GiB of headroom; peak RSS growth measured),
+bounded time and memory (run under RLIMIT_AS with 2 GiB of headroom and a 60 s alarm; peak RSS
+growth measured),
 no output store that claims completion, and the inputs unchanged (checksums before and after).
 
 Root reads files whatever their permission bits: as root, the permission cases run in a child
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import stat
@@ -220,6 +222,39 @@ def test_memory_bound_applies() -> None:
     with bounded_memory(), pytest.raises(MemoryError):
         np.ones(MEMORY_HEADROOM + (1 << 30), dtype=np.uint8)
     assert np.ones(1 << 20, dtype=np.uint8).sum() == 1 << 20  # and it is lifted afterwards
+
+
+def test_a_case_past_its_time_is_interrupted(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time bound is real: a case still running at the alarm is stopped and reported."""
+    from bad_inputs import run
+
+    built = CONTROLS["ome-xml"](workdir)  # a valid input: converts in ~0.3 s, so 1 ms is too short
+    monkeypatch.setattr(run, "CASE_TIMEOUT", 0.001)
+    report = run.run_case([str(p) for p in built.inputs], str(workdir), built.args)
+    assert report["exception"] == ["CaseTimeout"]
+    assert report["stderr"].startswith("TIMEOUT")
+
+
+def test_tile_size_backstop(tmp_path: Path) -> None:
+    """Whatever a reader lets through, a tile claiming more than 2^36 pixels stops before planning."""
+    import numpy as np
+
+    from ngff_tiles.pipeline import MAX_TILE_PIXELS, convert
+    from ngff_tiles.tiles import ArraySource, Tile
+
+    small = np.zeros((1, 4, 4), np.uint16)
+    liar = Tile(
+        tile_id=0,
+        source=ArraySource(small, name="/data/liar.tif"),
+        shape=(1, 1 << 20, 1 << 17),  # 2^37 pixels
+        dtype=np.uint16,
+        position_um=(0, 0, 0),
+        pixel_size_um=(1, 1, 1),
+    )
+    assert math.prod(liar.shape) > MAX_TILE_PIXELS
+    with pytest.raises(errors.LayoutError, match=r"^/data/liar\.tif: tile 0 claims 1×1048576×131072"):
+        convert([liar], tmp_path / "o.ome.zarr")
+    assert not (tmp_path / "o.ome.zarr").exists()
 
 
 def test_samples_untouched() -> None:

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import resource
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -55,24 +56,57 @@ def reset_peak_rss() -> bool:
     return True
 
 
+CASE_TIMEOUT = 60.0
+"""Seconds one case (both runs) may take before it is interrupted as a hang."""
+
+
+class CaseTimeout(BaseException):
+    """Raised in the main thread when a case runs past CASE_TIMEOUT (BaseException: the library's
+    ``except Exception`` handlers let it by)."""
+
+
+def _timeout(signum: int, frame: Any) -> None:
+    raise CaseTimeout(f"ran past {CASE_TIMEOUT} s")
+
+
 def run_case(inputs: Sequence[str], output_dir: str, args: Sequence[str] = ()) -> dict[str, Any]:
     """Convert ``inputs`` twice (library error with ``--debug``, then the CLI's line); report.
 
     Returns a dict: ``exception`` (MRO class names of what ``--debug`` raised, or None),
     ``exception_message``, ``code`` (exit code of the plain run), ``stderr``, ``seconds`` (both
-    runs), ``peak_rss_growth`` (bytes above the RSS at the start; -1 where unknown).
+    runs), ``peak_rss_growth`` (bytes above the RSS at the start; -1 where unknown). A case
+    running past CASE_TIMEOUT is interrupted and reported as ``CaseTimeout``.
     """
-    from ngff_tiles.cli import main
-
     out: dict[str, Any] = {"exception": None, "exception_message": ""}
     argv = ["convert", *inputs, "-q", *args]
     rss0 = _status("VmRSS")
     measured = reset_peak_rss()
     t0 = time.perf_counter()
+    previous = signal.signal(signal.SIGALRM, _timeout)
+    signal.setitimer(signal.ITIMER_REAL, CASE_TIMEOUT)
+    try:
+        _run_twice(argv, output_dir, out)
+    except CaseTimeout as exc:
+        out["code"] = None
+        out["stderr"] = f"TIMEOUT: {exc}"
+        out["exception"] = out["exception"] or ["CaseTimeout"]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    out["seconds"] = time.perf_counter() - t0
+    out["peak_rss_growth"] = _status("VmHWM") - rss0 if measured else -1
+    return out
+
+
+def _run_twice(argv: list[str], output_dir: str, out: dict[str, Any]) -> None:
+    from ngff_tiles.cli import main
+
     with bounded_memory():
         try:
             with contextlib.redirect_stderr(io.StringIO()):
                 main([*argv, "-o", os.path.join(output_dir, "debug.ome.zarr"), "--debug"])
+        except CaseTimeout:
+            raise
         except BaseException as exc:  # recorded, judged by the test
             out["exception"] = [c.__name__ for c in type(exc).__mro__]
             out["exception_message"] = str(exc)
@@ -82,10 +116,7 @@ def run_case(inputs: Sequence[str], output_dir: str, args: Sequence[str] = ()) -
                 out["code"] = main([*argv, "-o", os.path.join(output_dir, "plain.ome.zarr")])
             except SystemExit as exc:
                 out["code"] = exc.code
-    out["seconds"] = time.perf_counter() - t0
-    out["peak_rss_growth"] = _status("VmHWM") - rss0 if measured else -1
     out["stderr"] = err.getvalue()
-    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
