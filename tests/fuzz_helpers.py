@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from bad_inputs.run import bounded_memory
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,9 @@ FUZZ = settings(
 
 
 def target_fixture(name: str) -> Iterator[FuzzTarget]:
-    """Set up target ``name`` (skip if it needs sample data that is absent); quiet its logging."""
+    """Set up target ``name`` (skip if it needs sample data that is absent); quiet its logging;
+    bound the address space while it runs.
+    """
     target = TARGETS[name]
     try:
         target.setup()
@@ -32,7 +35,9 @@ def target_fixture(name: str) -> Iterator[FuzzTarget]:
     level = logger.level
     logger.setLevel(logging.ERROR)  # fuzzed inputs make the readers warn a lot
     try:
-        yield target
+        # a lying size that gets allocated fails the test (MemoryError) instead of the machine
+        with bounded_memory():
+            yield target
     finally:
         logger.setLevel(level)
         target.teardown()

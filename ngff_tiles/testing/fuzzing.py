@@ -95,7 +95,8 @@ class FuzzTarget:
         self.setup()
         try:
             tiles = self.feed(self._state, data)
-        except NgffTilesError:
+        except NgffTilesError as exc:
+            _refuse_memory_errors(self.name, exc)
             return False
         except RecursionError as exc:  # before Exception: a crash all the same, said plainly
             raise Crash(f"{self.name}: RecursionError: {exc}") from exc
@@ -103,9 +104,19 @@ class FuzzTarget:
             raise Crash(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         try:
             check_tiles(tiles)
-        except NgffTilesError:
+        except NgffTilesError as exc:
+            _refuse_memory_errors(self.name, exc)
             return False
         return True
+
+
+def _refuse_memory_errors(name: str, exc: BaseException) -> None:
+    """A NgffTilesError that wraps a MemoryError still means something tried to allocate a lie."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, MemoryError):
+            raise Crash(f"{name}: an allocation failed (lying size?): {exc}") from exc
+        cause = cause.__cause__ or cause.__context__
 
 
 def check_tiles(tiles: list[Tile]) -> None:
@@ -413,3 +424,30 @@ def mutate(data: bytes, rng: np.random.Generator, others: list[bytes] | None = N
             cut = int(rng.integers(0, len(other) + 1))
             buf = buf[:at] + bytearray(other[cut:])
     return bytes(buf)
+
+
+# --------------------------------------------------------------------------------------------
+# ND2 (a whole file: cluster.nd2 mutated)
+
+
+def _nd2_prepare(folder: Path) -> Path:
+    return folder / "f.nd2"
+
+
+def _nd2_feed(path: Path, data: bytes) -> list[Tile]:
+    from ngff_tiles.readers.nd2 import ND2Reader
+
+    path.write_bytes(data)
+    reader = ND2Reader()
+    reader.sniff(str(path))
+    return reader.tiles(str(path), ReaderOptions())
+
+
+def _nd2_seeds() -> list[bytes]:
+    src = sample_data_dir() / "nd2" / "cluster.nd2"
+    return [src.read_bytes()] if src.is_file() else []
+
+
+register(
+    FuzzTarget("nd2", "a whole ND2 file (nd2's parser and our checks)", _nd2_prepare, _nd2_feed, _nd2_seeds)
+)
