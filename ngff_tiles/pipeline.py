@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ngff_tiles.errors import LayoutError, MissingDependencyError, NgffTilesError
+from ngff_tiles.errors import LayoutError, MissingDependencyError, NgffTilesError, OutputExistsError
 from ngff_tiles.fusion.affine import AffinePlacedTile, place_affine
 from ngff_tiles.fusion.kernel import BlockTile, Corrections, fuse_block, make_corrections
 from ngff_tiles.fusion.labels import (
@@ -131,8 +131,11 @@ def _sample(block: np.ndarray) -> np.ndarray:
 def _mark_done(marker: str | None) -> None:
     """Record that a block is written (for ``--resume``): an empty file, created atomically."""
     if marker is not None:
-        with open(marker, "x"):
-            pass
+        try:
+            with open(marker, "x"):
+                pass
+        except OSError as exc:  # disk full, permissions: the store stays marked incomplete
+            raise NgffTilesError(f"{marker}: cannot record the written block: {exc.strerror or exc}") from exc
 
 
 def _reload_task(
@@ -506,6 +509,31 @@ def _pad(layout: Layout, shape_zyx: tuple[int, int, int]) -> Layout:
     return dataclasses.replace(layout, shape=(t, c, *shape_zyx))
 
 
+MAX_TILE_PIXELS = 1 << 36
+"""A tile of more pixels (68 G; 137 GB of uint16) is taken for corrupt metadata: planning it alone
+would enumerate millions of blocks. Readers check their own formats; this is the backstop."""
+
+
+def _check_tile_sizes(tiles: Sequence[Tile]) -> None:
+    for t in tiles:
+        if math.prod(t.shape) > MAX_TILE_PIXELS:
+            raise LayoutError(
+                f"{t.source.path}: tile {t.name or t.tile_id} claims {'×'.join(map(str, t.shape))} "
+                f"(z, y, x) pixels, more than {MAX_TILE_PIXELS}; corrupt metadata?"
+            )
+
+
+def _check_inputs_outside(output: str | os.PathLike[str], inputs: Sequence[str]) -> None:
+    """Refuse an output that is, or contains, one of the inputs: --overwrite would delete it."""
+    out = Path(output).resolve()
+    for path in dict.fromkeys(inputs):
+        p = Path(path).resolve()
+        if p == out or out in p.parents:
+            raise OutputExistsError(
+                f"{output}: the output would contain the input {path}; write the output elsewhere"
+            )
+
+
 def summarize(images: Sequence[ImagePlan], plate: PlateLayout | None) -> str:
     """Return the dry-run text: the plate map (for plates) and every image's shape and levels."""
     lines = []
@@ -588,6 +616,7 @@ def convert(
     if not tiles:
         raise LayoutError(f"{', '.join(paths) or 'input'}: no tiles found")
     check_uniform(tiles)
+    _check_tile_sizes(tiles)
     label_opts = label_options or LabelOptions()
     check_label_options(label_opts)
     label_tiles, label_paths = _label_tiles_from(labels, paths, reader, reader_options, label_opts)
@@ -685,6 +714,7 @@ def convert(
     )
     record = _record(paths, reader, options_record, started)
     t0 = time.perf_counter()
+    _check_inputs_outside(output, [*paths, *(t.source.path for t in tiles)])
     root = prepare_output(output, writer_opts, record, resume=exec_opts.resume)
     done_dir = root / DONE_DIR
     done = frozenset(p.name for p in done_dir.iterdir()) if exec_opts.resume else frozenset()

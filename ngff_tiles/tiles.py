@@ -64,7 +64,12 @@ class FrameSource(abc.ABC):
             if shape is None:
                 shape = self.shape_hint()
             region = full_region(shape)
-        return self._read(region)
+        try:
+            return self._read(region)
+        except OSError as exc:  # an I/O error, a file gone or unreadable mid-run: name the file
+            from ngff_tiles.errors import SourceError
+
+            raise SourceError(f"{exc.filename or self.path}: cannot read: {exc.strerror or exc}") from exc
 
     def shape_hint(self) -> tuple[int, int, int]:
         """Return the tile shape when a source knows it; used by ``read()`` without a region."""

@@ -197,8 +197,13 @@ def place_tiles(
     stop = [max(p.stop_px[i] for p in placed) for i in range(3)]
     total = math.prod(stop)
     if total > 2**50:
+        axis = max(range(3), key=lambda i: stop[i])
+        near = min(placed, key=lambda p: p.offset_px[axis]).tile
+        far = max(placed, key=lambda p: p.stop_px[axis]).tile
         raise LayoutError(
-            f"the tiles span {stop[2]}×{stop[1]}×{stop[0]} pixels; positions are probably not in µm"
+            f"{far.source.path}: the tiles span {stop[2]}×{stop[1]}×{stop[0]} pixels; positions are "
+            f"probably not in µm ({'zyx'[axis]} = {far.position_um[axis]:g} µm here, "
+            f"{near.position_um[axis]:g} µm in {near.source.path})"
         )
     return Layout(
         tiles=tuple(placed),

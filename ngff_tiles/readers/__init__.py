@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
@@ -18,6 +19,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 from ngff_tiles.errors import (
     AmbiguousFormatError,
     MissingDependencyError,
+    SourceError,
     UnsupportedFormatError,
 )
 from ngff_tiles.options import ReaderOptions
@@ -146,6 +148,24 @@ def get_reader(name: str) -> Reader:
     raise UnsupportedFormatError(f"no reader named {name!r}; available: {names}")
 
 
+def _check_readable(path: str) -> None:
+    """Raise UnsupportedFormatError saying so if ``path`` (a file or folder) cannot be read.
+
+    Called when no reader claims ``path`` (readers may claim paths that are not local files, such
+    as URLs): a missing path, a symlink loop or missing permissions are the better message.
+    """
+    try:
+        os.stat(path)
+        if os.path.isdir(path):
+            with os.scandir(path) as it:
+                next(it, None)
+        elif os.path.isfile(path):  # never open a FIFO or device: that can block
+            with open(path, "rb") as fh:
+                fh.read(1)
+    except OSError as exc:
+        raise UnsupportedFormatError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
 def guess_reader(path: str) -> Reader:
     """Return the one reader that claims ``path``, or say why none or several do."""
     infos = available_readers()
@@ -159,6 +179,7 @@ def guess_reader(path: str) -> Reader:
         except OSError:
             continue
     if not claims:
+        _check_readable(path)
         broken = [f"{i.name} ({i.error})" for i in infos if i.reader is None]
         names = ", ".join(i.name for i in infos if i.reader is not None)
         hint = f"; readers that failed to load: {'; '.join(broken)}" if broken else ""
@@ -202,7 +223,10 @@ def read_tiles(
         rd = get_reader(reader) if reader else guess_reader(str(path))
         if reader:
             rd.check_dependencies()
-        found = rd.tiles(str(path), options)
+        try:
+            found = rd.tiles(str(path), options)
+        except OSError as exc:  # a name too long, an I/O error, a file gone: an input problem
+            raise SourceError(f"{exc.filename or path}: {exc.strerror or exc}") from exc
         if len(paths) > 1:
             found = [dataclasses.replace(t, tile_id=len(tiles) + i) for i, t in enumerate(found)]
         tiles.extend(found)

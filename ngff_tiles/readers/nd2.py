@@ -182,6 +182,31 @@ def _open(path: str) -> Any:
     return nd2.ND2File(path)
 
 
+_MAX_COMPRESSION = 1100
+"""zlib cannot shrink data more than 1032:1: a lossless frame larger than this × the file lies."""
+
+
+def _check_frame_size(path: str, attrs: Any, legacy: bool) -> None:
+    """Refuse frame dimensions the file cannot hold (before anything allocates a frame)."""
+    width, height = int(attrs.widthPx or 0), int(attrs.heightPx or 0)
+    if width < 1 or height < 1:
+        raise SourceError(f"{path}: frames of {width}×{height} pixels")
+    itemsize = -(-int(attrs.bitsPerComponentInMemory or 8) // 8)
+    stride = max(int(attrs.widthBytes or 0), width * int(attrs.componentCount or 1) * itemsize)
+    frame = stride * height
+    size = os.path.getsize(path)
+    kind = attrs.compressionType
+    if legacy and kind == "lossy":
+        return  # JPEG 2000 can shrink a flat frame arbitrarily
+    limit = size if kind is None else size * _MAX_COMPRESSION
+    if frame > limit:
+        raise SourceError(
+            f"{path}: frames of {width}×{height} pixels ({frame} bytes"
+            f"{', ' + str(kind) if kind else ''}) cannot be stored in a file of {size} bytes "
+            "(corrupt image attributes?)"
+        )
+
+
 def describe_nd2(path: str) -> ND2Description:
     """Read the metadata of ``path`` (no pixels) into an :class:`ND2Description`."""
     if not os.path.isfile(path):
@@ -196,6 +221,7 @@ def describe_nd2(path: str) -> ND2Description:
             calibrated = bool(volume is not None and all(volume.axesCalibrated[:2]))
             vs = f.voxel_size()
             attrs = f.attributes
+            _check_frame_size(path, attrs, legacy)
             try:
                 fm = f.frame_metadata(0).channels[0].position.stagePositionUm
                 position = (float(fm.x), float(fm.y), float(fm.z))

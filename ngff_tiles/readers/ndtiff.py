@@ -346,6 +346,12 @@ class _Dataset:
             raise MissingDependencyError(f"the ndtiff reader needs ndtiff: {_INSTALL} ({exc})") from exc
         self.loc = loc
         self._ds: Any = None
+        # parse the index on its own first, so that a corrupt one is reported as such
+        for name in _index_files(loc.index):
+            if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+                raise SourceError(
+                    f"{loc.index}: lists image file {name!r}, which is not a file name in {loc.level}"
+                )
         with _library(str(loc.root)):
             if loc.major >= 3:
                 from ndtiff import NDTiffDataset

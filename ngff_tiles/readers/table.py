@@ -116,6 +116,8 @@ def load_document(path: str | os.PathLike[str]) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise MetadataError(f"{p}: invalid JSON: {exc}") from None
+    except RecursionError:
+        raise MetadataError(f"{p}: invalid tile table: JSON nested too deeply") from None
 
 
 def _number(value: Any, where: str, name: str, *, positive: bool = False) -> float:
@@ -296,11 +298,16 @@ class TileTableReader(BaseReader):
         folder = table.resolve().parent
         tiles: list[Tile] = []
         seen: dict[tuple[str, str, int], int] = {}
+        placed: dict[tuple[Any, ...], int] = {}
         sizes: list[tuple[tuple[float, float, float], str]] = []
         with _OpenTiffs() as files:
             for row in rows:
                 file = Path(row.path) if os.path.isabs(row.path) else folder / row.path
-                if not file.is_file():
+                try:
+                    found = file.is_file()
+                except OSError as exc:  # e.g. a name too long
+                    raise SourceError(f"{row.where}: image file {row.path!r}: {exc.strerror}") from None
+                if not found:
                     raise SourceError(f"{row.where}: image file {row.path!r} not found ({file})")
                 image = describe_tiff(str(file), 0, options=options, _files=files)
                 channels = {s.channel for s in image.stacks}
@@ -353,6 +360,13 @@ class TileTableReader(BaseReader):
                             f"channel {channel!r} and time {time}"
                         )
                     seen[key] = row.number
+                    spot = (row.position, channel, time, row.well, row.field)
+                    if placed.setdefault(spot, row.number) != row.number:
+                        raise MetadataError(
+                            f"{row.where}: {row.path} is at the same position as row {placed[spot]} "
+                            f"({', '.join(f'{v:g}' for v in row.position)} µm (z, y, x), channel "
+                            f"{channel!r}, time {time}); two images cannot occupy one place"
+                        )
                     sizes.append((pixel_size, row.path))
                     tiles.append(
                         Tile(

@@ -478,6 +478,8 @@ def _make_source(
                 f"{where}: {file}: IFD {index}: expected sample {sample}, page has {shaped[0] * shaped[4]}"
             )
         this_shape = (shaped[2], shaped[3])
+        if min(this_shape) < 1:
+            raise SourceError(f"{file}: IFD {index}: image is {shaped[3]}×{shaped[2]} pixels")
         this_dtype = np.dtype(page_dtype).newbyteorder("=")
         if plane_shape is None:
             plane_shape, dtype = this_shape, this_dtype
@@ -504,6 +506,25 @@ def _make_source(
 
 # --------------------------------------------------------------------------------------------
 # OME-XML
+
+_MAX_PLANES = 1 << 24
+"""More planes than this in one OME image is taken for corrupt (lying) metadata, not a dataset."""
+
+_MIN_PLANE_BYTES = 16
+"""Fewer bytes than this per plane in a folder's TIFF files: the plane count is a lie (an IFD
+alone takes over 100 bytes)."""
+
+
+def _tiff_bytes(folder: str) -> int:
+    """Total size of the TIFF files in ``folder`` and its subfolders."""
+    total = 0
+    for base, _, names in os.walk(folder):
+        for name in names:
+            if name.lower().endswith((".tif", ".tiff", ".btf", ".tf8")):
+                with contextlib.suppress(OSError):
+                    total += os.stat(os.path.join(base, name)).st_size
+    return total
+
 
 _PROLOG_ITEM = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->)", re.DOTALL)
 
@@ -581,6 +602,7 @@ class _OmeImage:
     position_note: str  # why position is None: the error to raise where positions are needed
     well: Well | None = None
     field_index: int = 0
+    size_yx: tuple[int, int] | None = None  # SizeY, SizeX as the XML states them
 
     @property
     def where(self) -> str:
@@ -726,6 +748,19 @@ def _parse_images(
         size = {ax: _int_attr(pixels, f"Size{ax}", 1, where) for ax in "XYZCT"}
         if min(size.values()) < 1:
             raise MetadataError(f"{where}: expected positive SizeX/Y/Z/C/T, got {size}")
+        total = size["Z"] * size["C"] * size["T"]
+        if total > _MAX_PLANES:
+            raise MetadataError(
+                f"{where}: SizeZ × SizeC × SizeT = {total} planes; more than {_MAX_PLANES} is not a "
+                "plausible OME-TIFF (corrupt metadata?)"
+            )
+        if total > 4096 and total * _MIN_PLANE_BYTES > (held := _tiff_bytes(folder)):
+            # every plane needs an IFD: the files cannot hold them (and mapping them would cost
+            # time and memory in proportion to the lie)
+            raise MetadataError(
+                f"{where}: SizeZ × SizeC × SizeT = {total} planes, but the TIFF files in {folder} hold "
+                f"only {held} bytes (corrupt metadata?)"
+            )
         channel_elements = _kids(pixels, "Channel")
         samples = _int_attr(channel_elements[0], "SamplesPerPixel", 1, where) if channel_elements else 1
         if samples < 1 or size["C"] % samples:
@@ -777,7 +812,13 @@ def _parse_images(
             if uuid is None:
                 file = os.path.abspath(xml_file)
             elif uuid.get("FileName"):
-                file = os.path.join(folder, str(uuid.get("FileName")))
+                name = str(uuid.get("FileName"))
+                if os.path.isabs(name) or ".." in Path(name).parts:
+                    raise SourceError(
+                        f"{xml_file}: TiffData names file {name!r}, outside the folder {folder}; "
+                        "OME-TIFF filesets reference files beside the XML"
+                    )
+                file = os.path.join(folder, name)
             else:
                 text = (uuid.text or "").strip()
                 found = os.path.abspath(xml_file) if text and text == own_uuid else uuids.lookup(folder, text)
@@ -837,6 +878,7 @@ def _parse_images(
                 position_note=position_note,
                 well=well,
                 field_index=field_index,
+                size_yx=(size["Y"], size["X"]),
             )
         )
     return images
@@ -954,6 +996,11 @@ def _ome_stacks(
                     )
                 planes.append(plane)
             source, dtype, shape = _make_source(planes, sample, files, image.where)
+            if image.size_yx is not None and shape[1:] != image.size_yx:
+                raise MetadataError(
+                    f"{planes[0][0]}: IFD {planes[0][1]} is {shape[2]}×{shape[1]} pixels, but the OME-XML "
+                    f"({image.where}) says SizeX × SizeY = {image.size_yx[1]}×{image.size_yx[0]}"
+                )
             out.append((t, c, source, dtype, shape, planes[0][0]))
     return out
 
@@ -1362,8 +1409,15 @@ class MMStackReader(BaseReader):
                     if summary is None:
                         summary = meta["Summary"]
                     page_at_offset = {int(page.offset): int(page.index) for page in tif.pages}
+                    size = int(tif.filehandle.size)
                 for c, z, t, pos, offset in np.asarray(index_map).tolist():
                     page = page_at_offset.get(int(offset))
+                    if page is None and offset >= size:
+                        # not an aborted acquisition (its map lists only what was written): data lost
+                        raise SourceError(
+                            f"{file}: truncated: the index map lists image (c={c}, z={z}, t={t}, p={pos}) "
+                            f"at byte {offset}, but the file has {size} bytes"
+                        )
                     if page is None:
                         log.warning(
                             "%s: index map points to IFD offset %d, which is not in the file", file, offset
@@ -1592,7 +1646,13 @@ class TileConfigReader(BaseReader):
         with _OpenTiffs() as files:
             for entry in entries:
                 file = Path(entry.file) if os.path.isabs(entry.file) else folder / entry.file
-                if not file.is_file():
+                try:
+                    exists = file.is_file()
+                except OSError as exc:  # e.g. a name too long
+                    raise SourceError(
+                        f"{config}: line {entry.line}: tile file {entry.file!r}: {exc.strerror}"
+                    ) from None
+                if not exists:
                     raise SourceError(
                         f"{config}: line {entry.line}: tile file {entry.file!r} not found ({file})"
                     )

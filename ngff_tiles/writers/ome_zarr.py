@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import threading
 from collections.abc import Mapping, Sequence
@@ -106,6 +107,10 @@ def _write_group(root: Path, attrs: Mapping[str, Any], version: str, indent: int
         write_json_atomic(root / ".zattrs", attrs, indent=indent)
 
 
+_OURS = re.compile(r"^(?:\d+|[A-Za-z]{1,3}|labels|OME|zarr\.json|\..*)$")
+"""Top-level names an image or plate store of ours may hold (levels, plate rows, labels, metadata,
+dot files such as temporaries and DONE_DIR): anything else stops ``--overwrite``."""
+
 DONE_DIR = ".ngff_tiles_done"
 """Folder in the store where block tasks record what they wrote (removed once complete)."""
 
@@ -150,13 +155,27 @@ def prepare_output(
                 f"{root}: exists and was not written by ngff-tiles; "
                 "refusing to delete it even with --overwrite"
             )
-        shutil.rmtree(root)
+        foreign = sorted(e.name for e in os.scandir(root) if not _OURS.match(e.name))
+        if foreign:
+            raise OutputExistsError(
+                f"{root}: holds {', '.join(map(repr, foreign[:3]))}, which ngff-tiles does not write; "
+                "refusing to delete it even with --overwrite (move it out first)"
+            )
+        try:
+            shutil.rmtree(root)
+        except OSError as exc:
+            raise NgffTilesError(
+                f"{exc.filename or root}: cannot remove the previous output: {exc.strerror or exc}"
+            ) from exc
     try:
         root.mkdir(parents=True)
     except OSError as exc:
         raise NgffTilesError(f"{root}: cannot create output: {exc.strerror or exc}") from exc
     _write_group(root, {PROVENANCE_KEY: {**record, "status": "incomplete"}}, options.ngff_version)
-    (root / DONE_DIR).mkdir()
+    try:
+        (root / DONE_DIR).mkdir()
+    except OSError as exc:
+        raise NgffTilesError(f"{root / DONE_DIR}: cannot create: {exc.strerror or exc}") from exc
     return root
 
 
