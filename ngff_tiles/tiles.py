@@ -152,7 +152,8 @@ def _check_affine(
     if not np.array_equal(m[3], [0.0, 0.0, 0.0, 1.0]):
         raise ValueError(f"Expected the last row of affine_um to be (0, 0, 0, 1), got {m[3].tolist()}")
     scale = float(np.abs(m[:3, :3]).max())
-    if scale == 0 or abs(float(np.linalg.det(m[:3, :3]))) < 1e-12 * scale**3:
+    # the determinant of the matrix scaled to a largest entry of 1: no overflow for huge entries
+    if scale == 0 or abs(float(np.linalg.det(m[:3, :3] / scale))) < 1e-12:
         raise ValueError("Expected an invertible affine_um, got a singular matrix")
     if not np.allclose(m[:3, 3], position, rtol=1e-9, atol=1e-9):
         raise ValueError(

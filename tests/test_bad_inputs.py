@@ -195,7 +195,18 @@ def test_corpus_size() -> None:
     """The issue asks for at least 40 bad inputs across the readers."""
     groups = {c.group for c in CASES.values()}
     assert len(CASES) >= 40, len(CASES)
-    assert {"tiff", "ome-xml", "mmstack", "tileconfig", "table", "ndtiff", "nd2", "paths"} <= groups
+    assert {
+        "tiff",
+        "ome-xml",
+        "mmstack",
+        "tileconfig",
+        "table",
+        "ndtiff",
+        "nd2",
+        "paths",
+        "pzf",
+        "bdv",
+    } <= groups
 
 
 @pytest.mark.parametrize("name", list(CONTROLS))

@@ -458,3 +458,16 @@ def test_kidney_copy_round_trips_through_to_bytes(tmp_path: Path) -> None:
     assert again.registrations == sd.registrations
     assert again.setups == sd.setups
     assert again.attributes == sd.attributes
+
+
+@pytest.mark.parametrize("affine", ["1e300 0 0 0 0 1 0 0 0 0 1 0", "1e13 0 0 0 0 1 0 0 0 0 1 0"])
+def test_huge_affines_are_refused_when_composed(tmp_path: Path, affine: str) -> None:
+    """Found by benchmarks/fuzz.py --target bdv-xml: an entry of 1e306 overflowed float64 in the
+    affine checks (OverflowError, exit 3). A composed model beyond ±1e12 is now a MetadataError."""
+    doc = _minimal()
+    assert IDENTITY in doc
+    p = _write(tmp_path, doc.replace(IDENTITY, affine, 1))
+    sd = parse_spimdata(p)
+    with pytest.raises(MetadataError, match=r"beyond ±1e\+12") as info:
+        sd.model(*sd.views()[0])
+    assert str(p) in str(info.value)

@@ -272,8 +272,15 @@ class SpimData:
     def model(self, timepoint: int, setup: int) -> np.ndarray:
         """Return the 4×4 (x, y, z) pixel-to-world matrix of a view: the product in document order."""
         m = np.eye(4)
-        for t in self.registrations.get((timepoint, setup), ()):
-            m = m @ t.matrix()
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            for t in self.registrations.get((timepoint, setup), ()):
+                m = m @ t.matrix()
+        if not (np.all(np.isfinite(m)) and np.abs(m).max() <= MAX_MODEL_ENTRY):
+            raise _err(
+                self.source,
+                f"view (timepoint {timepoint}, setup {setup}): its transforms compose to a matrix "
+                f"with entries beyond ±{MAX_MODEL_ENTRY:g}",
+            )
         return m
 
     def attribute_name(self, kind: str, setup: int) -> str | None:
@@ -412,6 +419,10 @@ def _copy_tree(el: ET.Element) -> ET.Element:
 
 # ---------------------------------------------------------------------------------------------
 # parsing
+
+
+MAX_MODEL_ENTRY = 1e12
+"""Largest entry a view's composed pixel-to-world matrix may have (world units: µm or voxels)."""
 
 
 def _err(source: str, what: str) -> MetadataError:

@@ -366,6 +366,82 @@ register(
 
 
 # --------------------------------------------------------------------------------------------
+# pzf: the PYME frame decoder (header checks, Huffman stream, quantization)
+
+
+def _pzf_prepare(folder: Path) -> Path:
+    from ngff_tiles.readers.pyme.pzf import decode_frame
+    from ngff_tiles.testing.bad_pzf import valid_frames
+
+    decode_frame(valid_frames()["huffman"])  # compile the decoder before the clock matters
+    return folder
+
+
+def _pzf_feed(folder: Path, data: bytes) -> list[Tile]:
+    from ngff_tiles.readers.pyme.pzf import decode_frame, read_header
+
+    name = str(folder / "frame00000.pzf")
+    header = read_header(data, name)
+    img = decode_frame(data, name)
+    if img.shape != header.shape_zyx:
+        raise Crash(f"decoded {img.shape}, header says {header.shape_zyx}")
+    return []
+
+
+def _pzf_seeds() -> list[bytes]:
+    from ngff_tiles.testing.bad_pzf import valid_frames
+
+    seeds = list(valid_frames().values())
+    frames = sample_data_dir() / "pyme" / "pzf-frames"
+    if frames.is_dir():
+        seeds += [p.read_bytes() for p in sorted(frames.glob("*.pzf"))]
+    return seeds
+
+
+register(
+    FuzzTarget(
+        "pzf", "PYME PZF frame decoder (headers, Huffman, quantization)", _pzf_prepare, _pzf_feed, _pzf_seeds
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
+# bdv-xml: a SpimData XML beside a real BDV-H5 file, read by the bdv reader
+
+
+def _bdv_prepare(folder: Path) -> Path:
+    src = sample_data_dir() / "bdv-h5" / "npy2bdv_kidney" / "kidney.h5"
+    if src.is_file():
+        shutil.copyfile(src, folder / "kidney.h5")
+    return folder
+
+
+def _bdv_feed(folder: Path, data: bytes) -> list[Tile]:
+    from ngff_tiles.readers import read_tiles
+
+    xml = folder / "project.xml"
+    xml.write_bytes(data)
+    return read_tiles(str(xml), reader="bdv")
+
+
+def _bdv_seeds() -> list[bytes]:
+    seeds = []
+    for xml in (sample_data_dir() / "bdv-h5" / "npy2bdv_kidney" / "kidney.xml",):
+        if xml.is_file():
+            seeds.append(xml.read_bytes())
+    shared = sample_data_dir().parent / "bdv-xml-examples"
+    seeds += [p.read_bytes() for p in sorted(shared.glob("*.xml"))]
+    return seeds
+
+
+register(
+    FuzzTarget(
+        "bdv-xml", "BigDataViewer SpimData XML read by the bdv reader", _bdv_prepare, _bdv_feed, _bdv_seeds
+    )
+)
+
+
+# --------------------------------------------------------------------------------------------
 # a small mutator (for runs without atheris)
 
 _INTERESTING = (

@@ -1109,6 +1109,165 @@ def _nd2_lying_components(d: Path) -> BadInput:
 
 
 # --------------------------------------------------------------------------------------------
+# pzf: a real PYME cluster series (written by PYME) with one frame replaced by a broken one
+
+
+def _pcs_with_frame(d: Path, data: bytes, frame: str = "frame00003.pzf") -> BadInput:
+    pcs = copy_tree(sample("pyme", "series", "tiles_events", "tiles_events.pcs"), d / "series.pcs")
+    (pcs / frame).write_bytes(data)
+    return BadInput.one(pcs, pcs / frame)
+
+
+def _register_pzf() -> None:
+    from ngff_tiles.testing.bad_pzf import bad_pzf_cases
+
+    for bad in bad_pzf_cases():
+
+        def make(d: Path, data: bytes = bad.data) -> BadInput:
+            return _pcs_with_frame(d, data)
+
+        make.__doc__ = f"frame00003.pzf of a real series: {bad.breaks}"
+        register("pzf", bad.name, make, error=SourceError)
+
+
+_register_pzf()
+
+
+@case("pzf", "real-frame-truncated", error=SourceError)
+def _pzf_real_truncated(d: Path) -> BadInput:
+    """A PYME-written Huffman frame cut in the middle of its payload."""
+    data = sample("pyme", "series", "tiles_events", "tiles_events.pcs", "frame00003.pzf").read_bytes()
+    return _pcs_with_frame(d, data[: len(data) // 2])
+
+
+@case("pzf", "metadata-not-json", error=SourceError)
+def _pcs_bad_metadata(d: Path) -> BadInput:
+    """metadata.json of a series is not JSON."""
+    pcs = copy_tree(sample("pyme", "series", "tiles_events", "tiles_events.pcs"), d / "series.pcs")
+    (pcs / "metadata.json").write_text('{"voxelsize.x": 0.1,')
+    return BadInput.one(pcs, pcs / "metadata.json")
+
+
+# --------------------------------------------------------------------------------------------
+# bdv: BigDataViewer XML (hostile or inconsistent) and broken BDV-H5 files
+
+
+def _kidney(d: Path) -> tuple[Path, Path]:
+    src = sample("bdv-h5", "npy2bdv_kidney")
+    xml = copy_file(src / "kidney.xml", d / "kidney.xml")
+    h5 = copy_file(src / "kidney.h5", d / "kidney.h5")
+    return xml, h5
+
+
+def _kidney_xml(d: Path, edit: Callable[[str], str]) -> BadInput:
+    xml, _ = _kidney(d)
+    text = xml.read_text(encoding="utf-8")
+    edited = edit(text)
+    assert edited != text, "the edit changed nothing"
+    xml.write_text(edited, encoding="utf-8")
+    return BadInput.one(xml)
+
+
+@control("bdv")
+def _good_bdv(d: Path) -> BadInput:
+    return BadInput.one(_kidney(d)[0])
+
+
+@case("bdv", "billion-laughs", error=MetadataError)
+def _bdv_laughs(d: Path) -> BadInput:
+    """Nested entity expansion in the SpimData XML."""
+    dtd = '<!DOCTYPE SpimData [<!ENTITY a "aaaaaaaaaa">' + "".join(
+        f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8)
+    )
+    return _kidney_xml(
+        d,
+        lambda t: t.replace("<SpimData", dtd + "]>\n<SpimData", 1).replace(
+            "<name>0</name>", "<name>&i;</name>", 1
+        ),
+    )
+
+
+@case("bdv", "external-entity", error=MetadataError)
+def _bdv_xxe(d: Path) -> BadInput:
+    """An external entity reading /etc/passwd into a setup name."""
+    dtd = '<!DOCTYPE SpimData [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+    return _kidney_xml(
+        d,
+        lambda t: t.replace("<SpimData", dtd + "<SpimData", 1).replace(
+            "<name>0</name>", "<name>&x;</name>", 1
+        ),
+    )
+
+
+@case("bdv", "loader-path-traversal", error=MetadataError)
+def _bdv_traversal(d: Path) -> BadInput:
+    """The HDF5 loader path leaves the project folder."""
+    return _kidney_xml(d, lambda t: t.replace(">kidney.h5<", ">../../../etc/kidney.h5<"))
+
+
+@case("bdv", "loader-absolute-path", error=MetadataError)
+def _bdv_absolute(d: Path) -> BadInput:
+    """An absolute HDF5 path outside the project folder."""
+    return _kidney_xml(
+        d, lambda t: t.replace('<hdf5 type="relative">kidney.h5', '<hdf5 type="absolute">/etc/kidney.h5')
+    )
+
+
+@case("bdv", "no-setups", error=MetadataError)
+def _bdv_no_setups(d: Path) -> BadInput:
+    """ViewSetups emptied: the registrations name setups that do not exist."""
+    import re
+
+    return _kidney_xml(d, lambda t: re.sub(r"<ViewSetup>.*?</ViewSetup>", "", t, flags=re.S))
+
+
+@case("bdv", "non-numeric-affine", error=MetadataError)
+def _bdv_bad_affine(d: Path) -> BadInput:
+    """An affine with a word among its twelve numbers."""
+    import re
+
+    return _kidney_xml(d, lambda t: re.sub(r"<affine>\s*[-0-9.eE]+", "<affine>one", t, count=1))
+
+
+@case("bdv", "nan-affine", error=MetadataError)
+def _bdv_nan_affine(d: Path) -> BadInput:
+    """An affine holding NaN."""
+    import re
+
+    return _kidney_xml(d, lambda t: re.sub(r"<affine>\s*[-0-9.eE]+", "<affine>NaN", t, count=1))
+
+
+@case("bdv", "truncated-xml", error=MetadataError)
+def _bdv_truncated_xml(d: Path) -> BadInput:
+    """The XML cut in the middle of an element."""
+    return _kidney_xml(d, lambda t: t[: len(t) // 2])
+
+
+@case("bdv", "h5-truncated", error=SourceError)
+def _bdv_h5_truncated(d: Path) -> BadInput:
+    """kidney.h5 cut to a third: its datasets point past the end."""
+    xml, h5 = _kidney(d)
+    truncate(h5, h5.stat().st_size // 3)
+    return BadInput.one(xml, h5)
+
+
+@case("bdv", "h5-bad-superblock", error=SourceError)
+def _bdv_h5_superblock(d: Path) -> BadInput:
+    """kidney.h5 with its HDF5 signature overwritten."""
+    xml, h5 = _kidney(d)
+    patch(h5, 0, b"NOTHDF5!")
+    return BadInput.one(xml, h5)
+
+
+@case("bdv", "h5-missing", error=SourceError)
+def _bdv_h5_missing(d: Path) -> BadInput:
+    """The XML names an HDF5 file that is not there."""
+    xml, h5 = _kidney(d)
+    h5.unlink()
+    return BadInput.one(xml, h5)
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def build(case_id: str, folder: Path) -> BadInput:
