@@ -157,12 +157,14 @@ def _read_corrected(
     src: tuple[slice, slice, slice],
     corrections: Corrections,
     weight: np.ndarray | None,
+    raw: np.ndarray | None = None,
 ) -> np.ndarray:
     """Read ``src`` of a tile as float32, corrected, resampled if asked, and weighted.
 
     Dark is subtracted and flat divided out; the blending ``weight`` (a (y, x) array for ``src``)
     is applied when given. Without resampling, flat and weight are applied in one multiply (the
-    common, fast path).
+    common, fast path). ``raw``: the tile's pixels of ``src`` when the caller already read them
+    (ignored when resampling, which needs a margin around ``src``).
     """
     t = bt.tile
     kind = corrections.subpixel
@@ -175,7 +177,8 @@ def _read_corrected(
         region = (src[0], ry, rx)
     else:
         region = src
-    raw = t.source.read(region)
+    if moving or raw is None:
+        raw = t.source.read(region)
     dark = corrections.dark[t.channel]
     # Converting and subtracting in one pass gives the same float32 values as astype-then-subtract.
     data: np.ndarray
@@ -303,16 +306,45 @@ def fuse_block(
     if cells is None:
         return _fuse_whole(ordered, start, stop, np.dtype(dtype), corrections)
     out = np.zeros(shape, dtype=dtype)
+    reads = _BlockReads(hits, corrections)
     for cell, cover in cells:
-        _cast_into(out[cell], _fuse_cell([hits[i] for i in cover], cell, corrections))
+        _cast_into(out[cell], _fuse_cell(reads, cover, cell, corrections))
     return out
 
 
 _Hit = tuple[BlockTile, tuple[slice, slice, slice], tuple[slice, slice, slice]]
 
 
+class _BlockReads:
+    """Each tile's pixels of one block, read once and shared by the cells they cover.
+
+    A tile's region is read whole on first use (one ``pread`` per plane for raw files, where a
+    cell narrower than the tile would still read whole rows) and cells take views of it.
+    Resampled tiles read their own margins per cell.
+    """
+
+    def __init__(self, hits: Sequence[_Hit], corrections: Corrections) -> None:
+        self.hits = hits
+        self._raw: dict[int, np.ndarray] = {}
+        self._resampled = corrections.subpixel != "round"
+
+    def corrected(
+        self, i: int, cell: tuple[slice, slice, slice], corrections: Corrections, weight: np.ndarray | None
+    ) -> np.ndarray:
+        """Hit ``i``'s corrected (and weighted) pixels of ``cell``."""
+        bt, src, dst = self.hits[i]
+        sub = _sub(src, dst, cell)
+        if self._resampled:
+            return _read_corrected(bt, sub, corrections, weight)
+        raw = self._raw.get(i)
+        if raw is None:
+            raw = self._raw[i] = bt.tile.source.read(src)
+        view = raw[tuple(slice(a.start - s.start, a.stop - s.start) for a, s in zip(sub, src, strict=True))]
+        return _read_corrected(bt, sub, corrections, weight, view)
+
+
 def _fuse_cell(
-    hits: Sequence[_Hit], cell: tuple[slice, slice, slice], corrections: Corrections
+    reads: _BlockReads, cover: Sequence[int], cell: tuple[slice, slice, slice], corrections: Corrections
 ) -> np.ndarray:
     """Fuse one cell of constant coverage; returns float32 values (a buffer the caller may reuse).
 
@@ -320,22 +352,22 @@ def _fuse_cell(
     and so are those of the winning tile of ``first``/``last``: only overlaps pay for blending.
     """
     mode = corrections.blend
-    if len(hits) == 1 or mode in ("first", "last"):
-        bt, src, dst = hits[-1]
-        return _read_corrected(bt, _sub(src, dst, cell), corrections, None)
+    if len(cover) == 1 or mode in ("first", "last"):
+        return reads.corrected(cover[-1], cell, corrections, None)
     if mode not in WEIGHTED_MODES:  # max
         acc: np.ndarray | None = None
-        for bt, src, dst in hits:
-            data = _read_corrected(bt, _sub(src, dst, cell), corrections, None)
+        for i in cover:
+            data = reads.corrected(i, cell, corrections, None)
             acc = data if acc is None else np.maximum(acc, data, out=acc)
         assert acc is not None
         return acc
     acc = wsum = None
-    for bt, src, dst in hits:
+    for i in cover:
+        bt, src, dst = reads.hits[i]
         sub = _sub(src, dst, cell)
         t = bt.tile
         w = weight_2d((t.shape[1], t.shape[2]), mode, corrections.blend_width)[sub[1], sub[2]]
-        data = _read_corrected(bt, sub, corrections, w)
+        data = reads.corrected(i, cell, corrections, w)
         if acc is None or wsum is None:
             acc, wsum = data, w.copy()
         else:
