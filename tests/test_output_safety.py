@@ -284,12 +284,12 @@ def test_enospc_writing_the_final_metadata_keeps_the_incomplete_record(
     """The metadata is written last, via a temporary file: failing there leaves the old record."""
     real = ome_zarr.write_json_atomic
 
-    def full_at_the_end(path: Path, doc: Any) -> None:
+    def full_at_the_end(path: Path, doc: Any, **kwargs: Any) -> None:
         if "ome" in doc.get("attributes", {}):  # the finalising write
             tmp = path.with_name(f".{path.name}.full.tmp")
             tmp.write_text(json.dumps(doc)[:10])  # a torn write, as on a full disk ...
             raise ome_zarr.NgffTilesError(f"{path}: cannot write: {os.strerror(errno.ENOSPC)}")
-        real(path, doc)
+        real(path, doc, **kwargs)
 
     monkeypatch.setattr(ome_zarr, "write_json_atomic", full_at_the_end)
     out = tmp_path / "o.ome.zarr"
