@@ -109,6 +109,15 @@ def tile_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("tile_*.ome.tif"))
 
 
+def pick(text: str, allowed: Sequence[str], what: str) -> list[str]:
+    """Parse a comma-separated ``--approaches``/``--modes`` value; exit naming unknown entries."""
+    chosen = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = set(chosen) - set(allowed)
+    if unknown:
+        raise SystemExit(f"unknown {what} {sorted(unknown)}; expected some of {tuple(allowed)}")
+    return chosen
+
+
 def warm_page_cache(folder: Path) -> float:
     """Read every file of ``folder`` once so all runs read it warm from the page cache; return s."""
     t0 = time.perf_counter()

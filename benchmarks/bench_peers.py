@@ -73,6 +73,7 @@ from _common import (
     ensure_dataset,
     machine_lines,
     measure,
+    pick,
     table,
     warm_page_cache,
 )
@@ -543,10 +544,7 @@ def run_workload(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    approaches = [a.strip() for a in args.approaches.split(",") if a.strip()]
-    unknown = set(approaches) - set(APPROACHES)
-    if unknown:
-        raise SystemExit(f"unknown approaches {sorted(unknown)}; expected some of {APPROACHES}")
+    approaches = pick(args.approaches, APPROACHES, "approaches")
     if args.no_peers:
         approaches = [a for a in approaches if a not in PEERS]
     pythons: dict[str, str | None] = {}

@@ -65,6 +65,7 @@ from _common import (
     Run,
     machine_lines,
     measure,
+    pick,
     table,
     warm_page_cache,
 )
@@ -335,10 +336,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    approaches = [a.strip() for a in args.approaches.split(",") if a.strip()]
-    unknown = set(approaches) - set(APPROACHES)
-    if unknown:
-        raise SystemExit(f"unknown approaches {sorted(unknown)}; expected some of {APPROACHES}")
+    approaches = pick(args.approaches, APPROACHES, "approaches")
     if args.no_peers:
         approaches = [a for a in approaches if a not in PEERS]
     workdir = args.workdir.resolve()

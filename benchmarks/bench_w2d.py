@@ -38,6 +38,7 @@ from _common import (
     ensure_dataset,
     machine_lines,
     measure,
+    pick,
     profile_summary,
     run_child,
     table,
@@ -84,10 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    approaches = [a.strip() for a in args.approaches.split(",") if a.strip()]
-    unknown = set(approaches) - set(APPROACHES)
-    if unknown:
-        raise SystemExit(f"unknown approaches {sorted(unknown)}; expected some of {APPROACHES}")
+    approaches = pick(args.approaches, APPROACHES, "approaches")
     workdir = args.workdir.resolve()
     data, bytes_in = ensure_dataset(workdir, (args.grid, args.grid), args.tile, args.overlap)
     out_dir = workdir / "out"

@@ -46,6 +46,7 @@ from _common import (
     ensure_dataset,
     machine_lines,
     measure,
+    pick,
     table,
     warm_page_cache,
 )
@@ -115,10 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = set(modes) - set(MODES)
-    if unknown:
-        raise SystemExit(f"unknown modes {sorted(unknown)}; expected some of {MODES}")
+    modes = pick(args.modes, MODES, "modes")
     workdir = args.workdir.resolve()
     data, bytes_in = ensure_dataset(workdir, (args.grid, args.grid), args.tile, args.overlap, args.z)
     out_dir = workdir / "out"

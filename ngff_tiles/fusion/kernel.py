@@ -197,15 +197,14 @@ def _read_corrected(
         return data
     if inv_flat is not None:
         data *= inv_flat[region[1], region[2]]
-    if moving:
-        if abs(sy) > 1e-9:
-            data = _resample(data, 1, src[1], region[1].start, t.shape[1], sy, kind)
-        else:
-            data = data[:, src[1].start - region[1].start : src[1].stop - region[1].start]
-        if abs(sx) > 1e-9:
-            data = _resample(data, 2, src[2], region[2].start, t.shape[2], sx, kind)
-        else:
-            data = data[:, :, src[2].start - region[2].start : src[2].stop - region[2].start]
+    if abs(sy) > 1e-9:
+        data = _resample(data, 1, src[1], region[1].start, t.shape[1], sy, kind)
+    else:
+        data = data[:, src[1].start - region[1].start : src[1].stop - region[1].start]
+    if abs(sx) > 1e-9:
+        data = _resample(data, 2, src[2], region[2].start, t.shape[2], sx, kind)
+    else:
+        data = data[:, :, src[2].start - region[2].start : src[2].stop - region[2].start]
     if weight is not None:
         data *= weight
     return data
@@ -308,7 +307,7 @@ def fuse_block(
     out = np.zeros(shape, dtype=dtype)
     reads = _BlockReads(hits, corrections)
     for cell, cover in cells:
-        _cast_into(out[cell], _fuse_cell(reads, cover, cell, corrections))
+        _cast_into(out[cell], _fuse_cell(reads, cover, cell))
     return out
 
 
@@ -325,49 +324,43 @@ class _BlockReads:
 
     def __init__(self, hits: Sequence[_Hit], corrections: Corrections) -> None:
         self.hits = hits
+        self.corrections = corrections
         self._raw: dict[int, np.ndarray] = {}
-        self._resampled = corrections.subpixel != "round"
 
-    def corrected(
-        self, i: int, cell: tuple[slice, slice, slice], corrections: Corrections, weight: np.ndarray | None
-    ) -> np.ndarray:
-        """Hit ``i``'s corrected (and weighted) pixels of ``cell``."""
-        bt, src, dst = self.hits[i]
-        sub = _sub(src, dst, cell)
-        if self._resampled:
-            return _read_corrected(bt, sub, corrections, weight)
+    def corrected(self, i: int, sub: tuple[slice, slice, slice], weight: np.ndarray | None) -> np.ndarray:
+        """Hit ``i``'s corrected (and weighted) pixels of its tile region ``sub`` (within its src)."""
+        bt, src, _ = self.hits[i]
+        if self.corrections.subpixel != "round":
+            return _read_corrected(bt, sub, self.corrections, weight)
         raw = self._raw.get(i)
         if raw is None:
             raw = self._raw[i] = bt.tile.source.read(src)
         view = raw[tuple(slice(a.start - s.start, a.stop - s.start) for a, s in zip(sub, src, strict=True))]
-        return _read_corrected(bt, sub, corrections, weight, view)
+        return _read_corrected(bt, sub, self.corrections, weight, view)
 
 
-def _fuse_cell(
-    reads: _BlockReads, cover: Sequence[int], cell: tuple[slice, slice, slice], corrections: Corrections
-) -> np.ndarray:
+def _fuse_cell(reads: _BlockReads, cover: Sequence[int], cell: tuple[slice, slice, slice]) -> np.ndarray:
     """Fuse one cell of constant coverage; returns float32 values (a buffer the caller may reuse).
 
     Where one tile covers the cell its corrected pixels are the result (the blending weights cancel),
     and so are those of the winning tile of ``first``/``last``: only overlaps pay for blending.
     """
-    mode = corrections.blend
+    mode = reads.corrections.blend
+    subs = {i: _sub(reads.hits[i][1], reads.hits[i][2], cell) for i in cover}
     if len(cover) == 1 or mode in ("first", "last"):
-        return reads.corrected(cover[-1], cell, corrections, None)
+        return reads.corrected(cover[-1], subs[cover[-1]], None)
     if mode not in WEIGHTED_MODES:  # max
         acc: np.ndarray | None = None
         for i in cover:
-            data = reads.corrected(i, cell, corrections, None)
+            data = reads.corrected(i, subs[i], None)
             acc = data if acc is None else np.maximum(acc, data, out=acc)
         assert acc is not None
         return acc
     acc = wsum = None
     for i in cover:
-        bt, src, dst = reads.hits[i]
-        sub = _sub(src, dst, cell)
-        t = bt.tile
-        w = weight_2d((t.shape[1], t.shape[2]), mode, corrections.blend_width)[sub[1], sub[2]]
-        data = reads.corrected(i, cell, corrections, w)
+        sub, t = subs[i], reads.hits[i][0].tile
+        w = weight_2d((t.shape[1], t.shape[2]), mode, reads.corrections.blend_width)[sub[1], sub[2]]
+        data = reads.corrected(i, sub, w)
         if acc is None or wsum is None:
             acc, wsum = data, w.copy()
         else:
