@@ -274,6 +274,17 @@ def test_redirect_for_directory_without_slash(events_server: PymeTestServer) -> 
     assert events_server.requests[:2] == ["/tiles_events.pcs", "/tiles_events.pcs/"]
 
 
+def test_head_reads_the_start_of_a_file(events_server: PymeTestServer) -> None:
+    """``head=`` (the series' first-frame header): a file:// root reads only those bytes."""
+    frame = "tiles_events.pcs/frame00002.pzf"
+    whole = (EVENTS / frame).read_bytes()
+    for server in (f"file://{events_server.root}", events_server.url):
+        client = ClusterClient([server])
+        assert client.get(server, frame, head=64) == whole[:64]
+        assert client.get_any(frame, [server], head=64) == (server, whole[:64])
+        assert client.get(server, frame) == whole
+
+
 def test_frames_held_twice_fall_back_to_the_other_server(tmp_path: Path) -> None:
     """A frame on two servers (a mirror) is read from the second when the first keeps failing."""
     roots = []

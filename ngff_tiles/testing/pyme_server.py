@@ -90,8 +90,7 @@ class PymeTestServer:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT``."""
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return f"http://127.0.0.1:{self._port()}"
 
     def _should_fail(self, path: str) -> bool:
         with self._lock:

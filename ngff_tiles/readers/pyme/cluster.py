@@ -222,7 +222,9 @@ class ClusterClient:
             )
         self.servers = tuple(dict.fromkeys(normalise_server(s) for s in servers))
         self.settings = settings or ClientSettings()
-        self._pools = {s: _Pool(s, self.settings.timeout) for s in self.servers if not s.startswith("file://")}
+        self._pools = {
+            s: _Pool(s, self.settings.timeout) for s in self.servers if not s.startswith("file://")
+        }
         self._finalizer = weakref.finalize(self, _close_pools, self._pools)
 
     def close(self) -> None:
@@ -325,7 +327,9 @@ class ClusterClient:
             f"{server}: GET /{path} failed after {self.settings.attempts} attempts; last error: {last}"
         )
 
-    def _file_get(self, server: str, path: str, max_bytes: int, directory: bool) -> bytes | list[str] | None:
+    def _file_get(
+        self, server: str, path: str, max_bytes: int, directory: bool, head: int | None = None
+    ) -> bytes | list[str] | None:
         root = server[len("file://") :]
         full = os.path.join(root, *path.split("/")) if path else root
         try:
@@ -338,7 +342,7 @@ class ClusterClient:
             if size > max_bytes:
                 raise SourceError(f"{full}: {size} bytes, more than the {max_bytes} accepted")
             with open(full, "rb") as fh:
-                return fh.read()
+                return fh.read(head)
         except FileNotFoundError:
             return None
         except NotADirectoryError:
@@ -348,23 +352,30 @@ class ClusterClient:
 
     # -- API -----------------------------------------------------------------------------------
 
-    def get(self, server: str, path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes | None:
-        """The bytes of ``path`` on ``server``; None when the server does not have it."""
+    def get(
+        self, server: str, path: str, max_bytes: int = MAX_FILE_BYTES, head: int | None = None
+    ) -> bytes | None:
+        """The bytes of ``path`` on ``server``; None when the server does not have it.
+
+        ``head``: only the first ``head`` bytes are wanted. A ``file://`` root reads just those; a
+        data server ignores ``Range``, so the whole file is fetched and cut.
+        """
         if server.startswith("file://"):
-            out = self._file_get(server, path, max_bytes, directory=False)
+            out = self._file_get(server, path, max_bytes, directory=False, head=head)
             assert out is None or isinstance(out, bytes)
             return out
-        return self._http_get(server, path, max_bytes)
+        body = self._http_get(server, path, max_bytes)
+        return body if body is None or head is None else body[:head]
 
     def get_any(
-        self, path: str, servers: Iterable[str], max_bytes: int = MAX_FILE_BYTES
+        self, path: str, servers: Iterable[str], max_bytes: int = MAX_FILE_BYTES, head: int | None = None
     ) -> tuple[str, bytes]:
-        """The bytes of ``path`` from the first of ``servers`` that has it."""
+        """The bytes (or first ``head`` bytes, see :meth:`get`) of ``path`` from the first server with it."""
         tried = []
         failures = []
         for server in servers:
             try:
-                body = self.get(server, path, max_bytes)
+                body = self.get(server, path, max_bytes, head)
             except SourceError as exc:  # a failing server: try the next one holding the file
                 failures.append(str(exc))
                 continue
@@ -447,7 +458,6 @@ def get_client(servers: Sequence[str], settings: ClientSettings | None = None) -
         if client is None:
             client = _CLIENTS[key] = ClusterClient(key[0], key[1])
         return client
-
 
 
 # ---------------------------------------------------------------------------------------------

@@ -434,10 +434,12 @@ def series_tiles(
         missing_notes.append("events.json")
     if not series.has_final:
         missing_notes.append("final_metadata.json")
-    # shape and type from the first frame's header
+    # shape and type from the first frame's header (local roots read only its 64 bytes)
     f0 = next(iter(series.frames))
-    server0, body0 = client.get_any(f"{series.path}/{series.frame_names[f0]}", series.frames[f0])
-    head = pzf.read_header(body0[:64], _plane_display(server0, f"{series.path}/{series.frame_names[f0]}"))
+    frame0 = f"{series.path}/{series.frame_names[f0]}"
+    server0, head0 = client.get_any(frame0, series.frames[f0], head=64)
+    head = pzf.read_header(head0, _plane_display(server0, frame0))
+    dtype = head.dtype.newbyteorder("=")
     fz, fy, fx = head.shape_zyx
     pixel = _pixel_size(md, options, where)
     order, size_c, size_z, size_t = _frame_indices(md, where)
@@ -512,7 +514,7 @@ def series_tiles(
             client.servers,
             [(series.frames[f][0], f"{series.path}/{series.frame_names[f]}") for f in frame_list],
             shape,
-            head.dtype.newbyteorder("="),
+            dtype,
             dark,
             client.settings,
             [series.frames[f][1:] for f in frame_list],
@@ -523,7 +525,7 @@ def series_tiles(
                 tile_id=first_id + len(tiles),
                 source=source,
                 shape=shape,
-                dtype=head.dtype.newbyteorder("="),
+                dtype=dtype,
                 position_um=(0.0, cy - fy * pixel[1] / 2, cx - fx * pixel[2] / 2),
                 pixel_size_um=pixel,
                 channel=str(c),
