@@ -755,7 +755,7 @@ def _loader(
         z = el.find("zarr")
         if z is None:
             raise _err(source, "bdv.multimg.zarr loader without <zarr>")
-        if el.find("s3bucket") is not None and (_text(el.find("s3bucket")) or ""):
+        if _text(el.find("s3bucket")):
             raise _err(source, "bdv.multimg.zarr on S3 (<s3bucket>) is not supported (local files only)")
         groups: dict[tuple[int, int], ZGroup] = {}
         zgs = el.find("zgroups")

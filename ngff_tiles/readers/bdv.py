@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ngff_tiles.errors import MetadataError, MissingDependencyError, SourceError
-from ngff_tiles.metadata.bdv import SpimData, parse_spimdata, unit_to_um
+from ngff_tiles.metadata.bdv import SpimData, _voxel_um, parse_spimdata, unit_to_um
 from ngff_tiles.options import ReaderOptions
 from ngff_tiles.readers._base import BaseReader
 from ngff_tiles.tiles import FrameSource, Region, Tile
@@ -115,14 +115,14 @@ class _TensorStoreSource(FrameSource):
         self, spec: dict[str, Any], index: tuple[int, ...], shape: tuple[int, int, int], xyz: bool
     ) -> None:
         self._spec = json.dumps(spec, sort_keys=True)
+        self._path = str(spec["kvstore"]["path"])
         self._index = index
         self._shape = shape
         self._xyz = xyz  # the array lists dimensions x, y, z (N5)
 
     @property
     def path(self) -> str:
-        spec = json.loads(self._spec)
-        return str(spec["kvstore"]["path"])
+        return self._path
 
     def shape_hint(self) -> tuple[int, int, int]:
         return self._shape
@@ -186,16 +186,12 @@ def view_affine_zyx(
 
 def _voxel_zyx(sd: SpimData, setup: int) -> tuple[float, float, float]:
     s = sd.setups[setup]
-    if s.voxel_size_xyz is None:
-        return (1.0, 1.0, 1.0)
-    factor = unit_to_um(s.voxel_unit)
-    if factor is None:
+    if s.voxel_size_xyz is not None and unit_to_um(s.voxel_unit) is None:
         log.warning(
             "%s: setup %d has voxel size in %r; taking one unit as 1 µm", sd.source, setup, s.voxel_unit
         )
-        factor = 1.0
-    x, y, z = s.voxel_size_xyz
-    return (z * factor, y * factor, x * factor)
+    x, y, z = _voxel_um(sd, s)  # the one conversion world_scale_um uses too
+    return (z, y, x)
 
 
 # ---------------------------------------------------------------------------------------------

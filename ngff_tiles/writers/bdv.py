@@ -48,7 +48,7 @@ from ngff_tiles.errors import (
     NgffTilesError,
     OutputExistsError,
 )
-from ngff_tiles.fusion.pyramid import downsample_mean
+from ngff_tiles.fusion.pyramid import downsample_mean, level_shapes
 from ngff_tiles.metadata.bdv import (
     AttributeEntry,
     ViewSetup,
@@ -56,6 +56,7 @@ from ngff_tiles.metadata.bdv import (
     build_spimdata_xml,
 )
 from ngff_tiles.options import WriterOptions
+from ngff_tiles.readers.bdv import SWAP_XZ
 from ngff_tiles.tiles import Tile
 
 __all__ = ["BdvExportResult", "export_bdv", "plan_views"]
@@ -65,8 +66,6 @@ MIN_LEVEL_SIZE = 256
 """Pyramid levels halve y and x until both fit this many pixels."""
 SLAB_BYTES = 128 * 2**20
 """Tiles are copied a slab of z planes at a time, at most this many bytes."""
-
-SWAP_XZ = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +111,14 @@ def plan_views(tiles: Sequence[Tile]) -> tuple[list[ViewSetup], list[_View], lis
     ordered = sorted(tiles, key=lambda t: t.tile_id)
     channels = list(dict.fromkeys(t.channel for t in ordered))
     places: dict[tuple[Any, ...], int] = {}
-    for t in ordered:
-        places.setdefault((t.name, t.position_um, t.shape, t.affine_um), len(places))
+    place_of = [
+        places.setdefault((t.name, t.position_um, t.shape, t.affine_um), len(places)) for t in ordered
+    ]
     u = min(min(t.pixel_size_um) for t in ordered)
     # setup ids channel-major (channel * n_places + place), as npy2bdv numbers full grids
     first: dict[tuple[int, str], Tile] = {}
-    for t in ordered:
-        first.setdefault((places[(t.name, t.position_um, t.shape, t.affine_um)], t.channel), t)
+    for t, place in zip(ordered, place_of, strict=True):
+        first.setdefault((place, t.channel), t)
     keys = sorted(first, key=lambda k: (channels.index(k[1]), k[0]))
     setup_of = {k: i for i, k in enumerate(keys)}
     setups: list[ViewSetup] = []
@@ -137,8 +137,8 @@ def plan_views(tiles: Sequence[Tile]) -> tuple[list[ViewSetup], list[_View], lis
         )
     views: list[_View] = []
     seen: set[tuple[int, int]] = set()
-    for t in ordered:
-        sid = setup_of[(places[(t.name, t.position_um, t.shape, t.affine_um)], t.channel)]
+    for t, place in zip(ordered, place_of, strict=True):
+        sid = setup_of[(place, t.channel)]
         if (sid, t.time_index) in seen:
             raise LayoutError(
                 f"{t.source.path}: two tiles at the same position, "
@@ -163,11 +163,7 @@ def _registration(tile: Tile, u: float) -> list[ViewTransform]:
 
 
 def _levels(shape: tuple[int, int, int]) -> list[tuple[int, int, int]]:
-    out = [shape]
-    while max(out[-1][1], out[-1][2]) > MIN_LEVEL_SIZE:
-        z, y, x = out[-1]
-        out.append((z, -(-y // 2), -(-x // 2)))
-    return out
+    return level_shapes(shape, (1, MIN_LEVEL_SIZE, MIN_LEVEL_SIZE), downsample_z=False, max_levels=None)
 
 
 def _slab_depth(tile: Tile) -> int:
