@@ -23,14 +23,14 @@ import numpy as np
 
 CHILD = r"""
 import json, sys, time
-from ngff_tiles import ExecutionOptions, convert
+from ngff_tiles import ExecutionOptions, ReaderOptions, convert
 from ngff_tiles.readers.table import TileTableReader
 table, out, with_labels = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 t0 = time.perf_counter()
 if with_labels:
     result = convert(table, out, execution=ExecutionOptions(progress=False))
 else:  # the same table, its labels column ignored: the image tiles only
-    tiles = TileTableReader().tiles(table, __import__("ngff_tiles").ReaderOptions())
+    tiles = TileTableReader().tiles(table, ReaderOptions())
     result = convert(tiles, out, execution=ExecutionOptions(progress=False))
 seconds = time.perf_counter() - t0
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so it would count the parent's peak

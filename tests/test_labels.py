@@ -24,7 +24,7 @@ import zarr
 from ngff_tiles import ExecutionOptions, WriterOptions, convert
 from ngff_tiles.cli import main
 from ngff_tiles.errors import LayoutError, MetadataError, NgffTilesError
-from ngff_tiles.fusion.labels import LabelTile, TileMap, downsample_mode, match_pair
+from ngff_tiles.fusion.labels import LabelResult, LabelTile, TileMap, downsample_mode, match_pair
 from ngff_tiles.metadata.validate import validate_attributes, validate_store
 from ngff_tiles.options import LabelOptions, PyramidOptions
 from ngff_tiles.testing.labels import (
@@ -53,6 +53,19 @@ def _convert(ds: LabelDataset, out: Path, version: str = "0.5", **kwargs: Any) -
         **kwargs,
     )
     return result, time.perf_counter() - t0
+
+
+def _convert_tiles(images: list[Tile], labels: list[Tile], out: Path, chunk: int) -> LabelResult:
+    """Convert in-memory tiles with their label tiles (chunks of ``chunk``², shards twice that)."""
+    result = convert(
+        images,
+        out,
+        labels=labels,
+        writer=WriterOptions(chunks=(1, chunk, chunk), shards=(1, 2 * chunk, 2 * chunk)),
+        execution=ExecutionOptions(progress=False, max_workers=2),
+    )
+    assert result.labels is not None
+    return result.labels
 
 
 @pytest.fixture(scope="module")
@@ -415,15 +428,7 @@ def test_label_fusion_memory_is_bounded_by_tiles_and_blocks(tmp_path: Path) -> N
         grid=(3, 3), tile_shape=(1, 200, 200), overlap_px=40, n_objects=150, radius_px=(4.0, 8.0)
     )
     images, labels = _recorded_tiles(spec, log)
-    result = convert(
-        images,
-        tmp_path / "out.ome.zarr",
-        labels=labels,
-        writer=WriterOptions(chunks=(1, 64, 64), shards=(1, 128, 128)),
-        execution=ExecutionOptions(progress=False, max_workers=2),
-    )
-    assert result.labels is not None
-    assert result.labels.n_objects == 150
+    assert _convert_tiles(images, labels, tmp_path / "out.ome.zarr", 64).n_objects == 150
     tile_px = 200 * 200
     sizes = [int(np.prod(shape)) for _, shape in log]
     assert max(sizes) <= tile_px
@@ -458,15 +463,7 @@ def test_an_object_across_three_tiles_is_one_object(tmp_path: Path) -> None:
         common = {"shape": cut.shape, "position_um": (0.0, 0.0, float(x0)), "pixel_size_um": (1.0, 1.0, 1.0)}
         images.append(Tile(tile_id=i, source=ArraySource(cut.astype(np.uint16)), dtype=np.uint16, **common))
         labels.append(Tile(tile_id=i, source=ArraySource(cut), dtype=cut.dtype, **common))
-    result = convert(
-        images,
-        tmp_path / "bar.ome.zarr",
-        labels=labels,
-        writer=WriterOptions(chunks=(1, 32, 32), shards=(1, 64, 64)),
-        execution=ExecutionOptions(progress=False, max_workers=2),
-    )
-    assert result.labels is not None
-    assert result.labels.n_objects == 2
+    assert _convert_tiles(images, labels, tmp_path / "bar.ome.zarr", 32).n_objects == 2
     fused = _fused(tmp_path / "bar.ome.zarr")
     np.testing.assert_array_equal(fused > 0, truth > 0)
     # numbered in tile order, then by local id: the blob (3 in tile 0) is 1, the bar (7) is 2
@@ -539,15 +536,8 @@ def test_time_points_are_fused_separately(tmp_path: Path) -> None:
             tid = 2 * t + i
             images.append(Tile(tile_id=tid, source=ArraySource(cut), dtype=cut.dtype, time_index=t, **common))
             labels.append(Tile(tile_id=tid, source=ArraySource(cut), dtype=cut.dtype, time_index=t, **common))
-    result = convert(
-        images,
-        tmp_path / "t.ome.zarr",
-        labels=labels,
-        writer=WriterOptions(chunks=(1, 32, 32), shards=(1, 64, 64)),
-        execution=ExecutionOptions(progress=False, max_workers=2),
-    )
-    assert result.labels is not None
-    assert result.labels.n_objects == 4  # two objects per time point, not merged across time
+    # two objects per time point, not merged across time
+    assert _convert_tiles(images, labels, tmp_path / "t.ome.zarr", 32).n_objects == 4
     fused = np.asarray(zarr.open_group(tmp_path / "t.ome.zarr", mode="r")["labels/segmentation/0"][:, 0])
     assert fused.shape == (2, 1, 30, 100)
     ids = [set(np.unique(fused[t])) - {0} for t in range(2)]

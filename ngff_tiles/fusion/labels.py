@@ -372,11 +372,12 @@ def match_pair(a: LabelTile, b: LabelTile, match: str, threshold: float) -> Pair
     lo, hi = hit
     da = a.read(lo, hi).ravel()
     db = b.read(lo, hi).ravel()
-    both = (da != 0) & (db != 0)
+    in_a, in_b = da != 0, db != 0
+    both = in_a & in_b
     if not both.any():
         return PairMatches(a.index, b.index, empty, empty, np.zeros(0), 0)
-    ua, ca = np.unique(da[da != 0], return_counts=True)
-    ub, cb = np.unique(db[db != 0], return_counts=True)
+    ua, ca = np.unique(da[in_a], return_counts=True)
+    ub, cb = np.unique(db[in_b], return_counts=True)
     pa = da[both].astype(np.uint64)
     pb = db[both].astype(np.uint64)
     if int(pa.max()) < 1 << 32 and int(pb.max()) < 1 << 32:
@@ -624,7 +625,11 @@ class LabelPlan:
 
     graph: dict[str, Any]
     summary_key: str
-    n_tasks: int
+
+    @property
+    def n_tasks(self) -> int:
+        """Tasks in the graph."""
+        return len(self.graph)
 
 
 Counts = tuple[np.ndarray, np.ndarray]
@@ -790,7 +795,7 @@ def plan_labels(
         resolve_key,
         *sorted(below.values()),
     )
-    return LabelPlan(graph, summary_key, len(graph))
+    return LabelPlan(graph, summary_key)
 
 
 def level_factors(n_levels: int, downsample_z: bool) -> tuple[tuple[int, int, int], ...]:

@@ -86,10 +86,8 @@ def tile_offsets(spec: LabelSpec) -> list[tuple[int, int, int]]:
     ]
 
 
-def _object_mask(
-    rng: np.random.Generator, spec: LabelSpec, three_d: bool
-) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """A random ellipse/ellipsoid mask in its bounding box, and its semi-axes (z, y, x)."""
+def _object_mask(rng: np.random.Generator, spec: LabelSpec, three_d: bool) -> np.ndarray:
+    """A random ellipse/ellipsoid mask in its bounding box."""
     ry, rx = rng.uniform(*spec.radius_px, size=2)
     rz = rng.uniform(*spec.radius_z_px) if three_d else 0.5
     angle = rng.uniform(0, np.pi)
@@ -98,8 +96,8 @@ def _object_mask(
     z, y, x = np.mgrid[-hz : hz + 1, -r : r + 1, -r : r + 1].astype(np.float64)
     c, s = np.cos(angle), np.sin(angle)
     u, v = c * y + s * x, -s * y + c * x
-    inside = (u / ry) ** 2 + (v / rx) ** 2 + ((z / rz) ** 2 if three_d else 0) <= 1.0
-    return inside, (rz, ry, rx)
+    inside: np.ndarray = (u / ry) ** 2 + (v / rx) ** 2 + ((z / rz) ** 2 if three_d else 0) <= 1.0
+    return inside
 
 
 def make_truth(spec: LabelSpec) -> np.ndarray:
@@ -118,7 +116,7 @@ def make_truth(spec: LabelSpec) -> np.ndarray:
         attempts += 1
         if attempts > 50 * spec.n_objects:
             raise ValueError(f"only {placed} of {spec.n_objects} objects fit a mosaic of {shape}")
-        mask, _ = _object_mask(rng, spec, three_d)
+        mask = _object_mask(rng, spec, three_d)
         mz, my, mx = mask.shape
         if mz > shape[0] or my >= shape[1] or mx >= shape[2]:
             continue
@@ -205,6 +203,7 @@ def write_label_dataset(spec: LabelSpec, folder: str | os.PathLike[str]) -> Labe
     rng = np.random.default_rng(spec.seed + 1)
     offsets = tile_offsets(spec)
     tz, ty, tx = spec.tile_shape
+    n_truth = int(truth.max())
     rows = []
     for i, (z0, y0, x0) in enumerate(offsets):
         cut = truth[z0 : z0 + tz, y0 : y0 + ty, x0 : x0 + tx].copy()
@@ -213,7 +212,7 @@ def write_label_dataset(spec: LabelSpec, folder: str | os.PathLike[str]) -> Labe
             cut[drop] = 0
         ids = np.unique(cut)
         ids = ids[ids != 0]
-        lut = np.zeros(int(truth.max()) + 1, dtype=np.uint32)
+        lut = np.zeros(n_truth + 1, dtype=np.uint32)
         lut[ids] = rng.permutation(ids.size).astype(np.uint32) + 1
         local = lut[cut]
         dtype = np.uint16 if ids.size < 65536 else np.uint32
