@@ -302,13 +302,7 @@ class TileTableReader(BaseReader):
         sizes: list[tuple[tuple[float, float, float], str]] = []
         with _OpenTiffs() as files:
             for row in rows:
-                file = Path(row.path) if os.path.isabs(row.path) else folder / row.path
-                try:
-                    found = file.is_file()
-                except OSError as exc:  # e.g. a name too long
-                    raise SourceError(f"{row.where}: image file {row.path!r}: {exc.strerror}") from None
-                if not found:
-                    raise SourceError(f"{row.where}: image file {row.path!r} not found ({file})")
+                file = _row_file(folder, row.path, row.where, "image")
                 image = describe_tiff(str(file), 0, options=options, _files=files)
                 channels = {s.channel for s in image.stacks}
                 times = {s.time_index for s in image.stacks}
@@ -429,6 +423,18 @@ def _check_consistent(
     ]
 
 
+def _row_file(folder: Path, name: str, where: str, what: str) -> Path:
+    """The file a row names (relative to the table's ``folder`` or absolute); SourceError if none."""
+    file = Path(name) if os.path.isabs(name) else folder / name
+    try:
+        found = file.is_file()
+    except OSError as exc:  # e.g. a name too long
+        raise SourceError(f"{where}: {what} file {name!r}: {exc.strerror}") from None
+    if not found:
+        raise SourceError(f"{where}: {what} file {name!r} not found ({file})")
+    return file
+
+
 def label_tiles(path: str | os.PathLike[str], options: ReaderOptions | None = None) -> list[Tile]:
     """Return the label tiles a table names in its ``labels`` column (empty when it has none).
 
@@ -448,9 +454,7 @@ def label_tiles(path: str | os.PathLike[str], options: ReaderOptions | None = No
         for row in rows:
             if row.labels is None:
                 continue
-            file = Path(row.labels) if os.path.isabs(row.labels) else folder / row.labels
-            if not file.is_file():
-                raise SourceError(f"{row.where}: label file {row.labels!r} not found ({file})")
+            file = _row_file(folder, row.labels, row.where, "label")
             image = describe_tiff(str(file), 0, options=options, _files=files)
             if len(image.stacks) > 1:
                 raise MetadataError(

@@ -736,6 +736,7 @@ def _parse_images(
     own_uuid = root.get("UUID")
     wells = _plate_map(root, xml_file)
     images: list[_OmeImage] = []
+    held: int | None = None  # bytes of the folder's TIFF files, counted once when first needed
     for index, image in enumerate(_kids(root, "Image")):
         image_id = image.get("ID") or f"Image:{index}"
         where = f"{xml_file}: Image {image_id!r}"
@@ -754,13 +755,16 @@ def _parse_images(
                 f"{where}: SizeZ × SizeC × SizeT = {total} planes; more than {_MAX_PLANES} is not a "
                 "plausible OME-TIFF (corrupt metadata?)"
             )
-        if total > 4096 and total * _MIN_PLANE_BYTES > (held := _tiff_bytes(folder)):
-            # every plane needs an IFD: the files cannot hold them (and mapping them would cost
-            # time and memory in proportion to the lie)
-            raise MetadataError(
-                f"{where}: SizeZ × SizeC × SizeT = {total} planes, but the TIFF files in {folder} hold "
-                f"only {held} bytes (corrupt metadata?)"
-            )
+        if total > 4096:
+            if held is None:
+                held = _tiff_bytes(folder)
+            if total * _MIN_PLANE_BYTES > held:
+                # every plane needs an IFD: the files cannot hold them (and mapping them would cost
+                # time and memory in proportion to the lie)
+                raise MetadataError(
+                    f"{where}: SizeZ × SizeC × SizeT = {total} planes, but the TIFF files in {folder} "
+                    f"hold only {held} bytes (corrupt metadata?)"
+                )
         channel_elements = _kids(pixels, "Channel")
         samples = _int_attr(channel_elements[0], "SamplesPerPixel", 1, where) if channel_elements else 1
         if samples < 1 or size["C"] % samples:

@@ -22,13 +22,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ngff_tiles.errors import NgffTilesError
 from ngff_tiles.options import ReaderOptions
 from ngff_tiles.tiles import Tile
+
+if TYPE_CHECKING:
+    from ngff_tiles.readers import Reader
 
 __all__ = ["TARGETS", "Crash", "FuzzTarget", "check_tiles", "mutate", "register", "sample_data_dir"]
 
@@ -165,6 +168,12 @@ def sample_data_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "shared" / "sample-data"
 
 
+def _read(reader: Reader, path: Path) -> list[Tile]:
+    """What a conversion does with ``path``: the reader's ``sniff``, then its ``tiles``."""
+    reader.sniff(str(path))
+    return reader.tiles(str(path), ReaderOptions())
+
+
 def _tiny_tiffs(folder: Path) -> None:
     import tifffile
 
@@ -197,9 +206,7 @@ def _table_feed(folder: Path, data: bytes) -> list[Tile]:
         (folder / other).unlink(missing_ok=True)
     path = folder / name
     path.write_bytes(data)
-    reader = TileTableReader()
-    reader.sniff(str(path))
-    return reader.tiles(str(path), ReaderOptions())
+    return _read(TileTableReader(), path)
 
 
 def _table_seeds() -> list[bytes]:
@@ -236,9 +243,7 @@ def _tc_feed(folder: Path, data: bytes) -> list[Tile]:
     from ngff_tiles.readers.tiff import TileConfigReader
 
     (folder / "TileConfiguration.txt").write_bytes(data)
-    reader = TileConfigReader()
-    reader.sniff(str(folder))
-    return reader.tiles(str(folder), ReaderOptions())
+    return _read(TileConfigReader(), folder)
 
 
 def _tc_seeds() -> list[bytes]:
@@ -272,9 +277,7 @@ def _ndtiff_feed(ds: Path, data: bytes) -> list[Tile]:
     from ngff_tiles.readers.ndtiff import NDTiffReader
 
     (ds / "NDTiff.index").write_bytes(data)
-    reader = NDTiffReader()
-    reader.sniff(str(ds))
-    return reader.tiles(str(ds), ReaderOptions())
+    return _read(NDTiffReader(), ds)
 
 
 def _ndtiff_seeds() -> list[bytes]:
@@ -338,9 +341,7 @@ def _ome_feed(folder: Path, data: bytes) -> list[Tile]:
                 tw.write(planes[k], description=data if k == 0 else None, metadata=None)
     except Exception:  # tifffile refuses to write some descriptions: not the reader's business
         return []
-    reader = OmeTiffReader()
-    reader.sniff(str(path))
-    return reader.tiles(str(path), ReaderOptions())
+    return _read(OmeTiffReader(), path)
 
 
 def _ome_seeds() -> list[bytes]:
@@ -514,9 +515,7 @@ def _nd2_feed(path: Path, data: bytes) -> list[Tile]:
     from ngff_tiles.readers.nd2 import ND2Reader
 
     path.write_bytes(data)
-    reader = ND2Reader()
-    reader.sniff(str(path))
-    return reader.tiles(str(path), ReaderOptions())
+    return _read(ND2Reader(), path)
 
 
 def _nd2_seeds() -> list[bytes]:

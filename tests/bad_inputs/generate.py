@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import stat
 import struct
@@ -341,11 +342,19 @@ def _good_ome(d: Path) -> BadInput:
     return BadInput.one(ome_tiff(d / "t.ome.tif", ome_xml()))
 
 
+def tileconfig(folder: Path, second: str, dtypes: tuple[str, str] = ("uint16", "uint16")) -> BadInput:
+    """A 2D TileConfiguration.txt of ``a.tif`` at the origin and the entry ``second``, beside
+    :func:`two_tiles` (``{b}`` in ``second`` is ``b.tif``); the configuration is the offending file.
+    """
+    a, b = two_tiles(folder, dtypes)
+    cfg = folder / "TileConfiguration.txt"
+    cfg.write_text(f"dim = 2\n{a}; ; (0.0, 0.0)\n{second.format(b=b)}\n")
+    return BadInput.one(folder, cfg)
+
+
 @control("tileconfig")
 def _good_tileconfig(d: Path) -> BadInput:
-    a, b = two_tiles(d)
-    (d / "TileConfiguration.txt").write_text(f"dim = 2\n{a}; ; (0.0, 0.0)\n{b}; ; (56.0, 0.0)\n")
-    return BadInput.one(d)
+    return tileconfig(d, "{b}; ; (56.0, 0.0)")
 
 
 @control("ndtiff")
@@ -699,28 +708,19 @@ def _mm_summary_garbage(d: Path) -> BadInput:
 @case("tileconfig", "missing-file", error=SourceError)
 def _tc_missing(d: Path) -> BadInput:
     """An entry naming a tile file that does not exist."""
-    a, _ = two_tiles(d)
-    cfg = d / "TileConfiguration.txt"
-    cfg.write_text(f"dim = 2\n{a}; ; (0.0, 0.0)\nnot-there.tif; ; (50.0, 0.0)\n")
-    return BadInput.one(d, cfg)
+    return tileconfig(d, "not-there.tif; ; (50.0, 0.0)")
 
 
 @case("tileconfig", "name-too-long", error=SourceError)
 def _tc_long_name(d: Path) -> BadInput:
     """An entry whose file name is 300 bytes long (ENAMETOOLONG; found by fuzz.py/atheris)."""
-    a, _ = two_tiles(d)
-    cfg = d / "TileConfiguration.txt"
-    cfg.write_text(f"dim = 2\n{a}; ; (0.0, 0.0)\n{'x' * 300}.tif; ; (50.0, 0.0)\n")
-    return BadInput.one(d, cfg)
+    return tileconfig(d, f"{'x' * 300}.tif; ; (50.0, 0.0)")
 
 
 @case("tileconfig", "nan-coordinates", error=MetadataError)
 def _tc_nan(d: Path) -> BadInput:
     """Coordinates (nan, inf)."""
-    a, b = two_tiles(d)
-    cfg = d / "TileConfiguration.txt"
-    cfg.write_text(f"dim = 2\n{a}; ; (0.0, 0.0)\n{b}; ; (nan, inf)\n")
-    return BadInput.one(d, cfg)
+    return tileconfig(d, "{b}; ; (nan, inf)")
 
 
 @case("tileconfig", "binary-garbage", error=MetadataError)
@@ -735,19 +735,13 @@ def _tc_garbage(d: Path) -> BadInput:
 @case("tileconfig", "not-a-tiff", error=SourceError)
 def _tc_not_tiff(d: Path) -> BadInput:
     """An entry naming the configuration file itself as a tile."""
-    a, _ = two_tiles(d)
-    cfg = d / "TileConfiguration.txt"
-    cfg.write_text(f"dim = 2\n{a}; ; (0.0, 0.0)\nTileConfiguration.txt; ; (50.0, 0.0)\n")
-    return BadInput.one(d, cfg)
+    return tileconfig(d, "TileConfiguration.txt; ; (50.0, 0.0)")
 
 
 @case("tileconfig", "mixed-dtypes", error=MetadataError)
 def _tc_mixed_dtypes(d: Path) -> BadInput:
     """A uint16 tile beside a uint8 one."""
-    a, b = two_tiles(d, ("uint16", "uint8"))
-    cfg = d / "TileConfiguration.txt"
-    cfg.write_text(f"dim = 2\n{a}; ; (0.0, 0.0)\n{b}; ; (56.0, 0.0)\n")
-    return BadInput.one(d, cfg)
+    return tileconfig(d, "{b}; ; (56.0, 0.0)", ("uint16", "uint8"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -930,18 +924,18 @@ def index_entries(index: bytes) -> list[tuple[int, int]]:
     return out
 
 
-def _index_field(d: Path, field_no: int, value: int, entry: int = 0) -> BadInput:
-    ds = _nd_copy(d)
-    idx = ds / "NDTiff.index"
-    _, fields = index_entries(idx.read_bytes())[entry]
-    patch(idx, fields + 4 * field_no, struct.pack("<I", value))
-    return BadInput.one(ds, idx)
-
-
 def _set_index_field(r: BadInput, field_no: int, value: int, entry: int = 0) -> None:
     idx = r.inputs[0] / "NDTiff.index"
     _, fields = index_entries(idx.read_bytes())[entry]
     patch(idx, fields + 4 * field_no, struct.pack("<I", value))
+
+
+def _index_field(d: Path, field_no: int, value: int, entry: int = 0) -> BadInput:
+    """A copy of the sample with uint32 field ``field_no`` of index entry ``entry`` set to ``value``."""
+    ds = _nd_copy(d)
+    r = BadInput.one(ds, ds / "NDTiff.index")
+    _set_index_field(r, field_no, value, entry)
+    return r
 
 
 @case("ndtiff", "index-truncated", error=NgffTilesError)
@@ -1173,30 +1167,30 @@ def _good_bdv(d: Path) -> BadInput:
     return BadInput.one(_kidney(d)[0])
 
 
+def _kidney_entity(d: Path, entities: str, entity: str) -> BadInput:
+    """kidney.xml with a DOCTYPE declaring ``entities`` and the first setup named ``&entity;``."""
+    dtd = f"<!DOCTYPE SpimData [{entities}]>\n"
+    return _kidney_xml(
+        d,
+        lambda t: t.replace("<SpimData", dtd + "<SpimData", 1).replace(
+            "<name>0</name>", f"<name>&{entity};</name>", 1
+        ),
+    )
+
+
 @case("bdv", "billion-laughs", error=MetadataError)
 def _bdv_laughs(d: Path) -> BadInput:
     """Nested entity expansion in the SpimData XML."""
-    dtd = '<!DOCTYPE SpimData [<!ENTITY a "aaaaaaaaaa">' + "".join(
+    entities = '<!ENTITY a "aaaaaaaaaa">' + "".join(
         f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8)
     )
-    return _kidney_xml(
-        d,
-        lambda t: t.replace("<SpimData", dtd + "]>\n<SpimData", 1).replace(
-            "<name>0</name>", "<name>&i;</name>", 1
-        ),
-    )
+    return _kidney_entity(d, entities, "i")
 
 
 @case("bdv", "external-entity", error=MetadataError)
 def _bdv_xxe(d: Path) -> BadInput:
     """An external entity reading /etc/passwd into a setup name."""
-    dtd = '<!DOCTYPE SpimData [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
-    return _kidney_xml(
-        d,
-        lambda t: t.replace("<SpimData", dtd + "<SpimData", 1).replace(
-            "<name>0</name>", "<name>&x;</name>", 1
-        ),
-    )
+    return _kidney_entity(d, '<!ENTITY x SYSTEM "file:///etc/passwd">', "x")
 
 
 @case("bdv", "loader-path-traversal", error=MetadataError)
@@ -1216,24 +1210,18 @@ def _bdv_absolute(d: Path) -> BadInput:
 @case("bdv", "no-setups", error=MetadataError)
 def _bdv_no_setups(d: Path) -> BadInput:
     """ViewSetups emptied: the registrations name setups that do not exist."""
-    import re
-
     return _kidney_xml(d, lambda t: re.sub(r"<ViewSetup>.*?</ViewSetup>", "", t, flags=re.S))
 
 
 @case("bdv", "non-numeric-affine", error=MetadataError)
 def _bdv_bad_affine(d: Path) -> BadInput:
     """An affine with a word among its twelve numbers."""
-    import re
-
     return _kidney_xml(d, lambda t: re.sub(r"<affine>\s*[-0-9.eE]+", "<affine>one", t, count=1))
 
 
 @case("bdv", "nan-affine", error=MetadataError)
 def _bdv_nan_affine(d: Path) -> BadInput:
     """An affine holding NaN."""
-    import re
-
     return _kidney_xml(d, lambda t: re.sub(r"<affine>\s*[-0-9.eE]+", "<affine>NaN", t, count=1))
 
 
