@@ -98,6 +98,11 @@ def read_group_attributes(root: Path) -> dict[str, Any] | None:
     return None
 
 
+def _ome(version: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes holding NGFF ``metadata``: under ``ome`` with its version (0.5), at the top (0.4)."""
+    return {"ome": {"version": "0.5", **metadata}} if version == "0.5" else dict(metadata)
+
+
 def _write_group(root: Path, attrs: Mapping[str, Any], version: str, indent: int | None = 2) -> None:
     if version == "0.5":
         doc = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
@@ -488,14 +493,8 @@ def finalize_image(
     version: str,
 ) -> None:
     """Write the image group's complete metadata: the last write of a conversion."""
-    prov = {**record, "status": "complete"}
-    if version == "0.5":
-        attrs: dict[str, Any] = {
-            "ome": {"version": "0.5", "multiscales": [dict(multiscales)], "omero": dict(omero)}
-        }
-    else:
-        attrs = {"multiscales": [dict(multiscales)], "omero": dict(omero)}
-    attrs[PROVENANCE_KEY] = prov
+    attrs = _ome(version, {"multiscales": [dict(multiscales)], "omero": dict(omero)})
+    attrs[PROVENANCE_KEY] = {**record, "status": "complete"}
     _write_group(root, attrs, version)
 
 
@@ -507,7 +506,7 @@ def write_plain_group(root: Path, version: str) -> None:
 def write_well(root: Path, fields: Sequence[str], version: str, extra: Mapping[str, Any]) -> None:
     """Write a well group: its ``well`` metadata (images = fields) and our field table."""
     well: dict[str, Any] = {"images": [{"path": f} for f in fields], "version": version}
-    attrs: dict[str, Any] = {"ome": {"version": "0.5", "well": well}} if version == "0.5" else {"well": well}
+    attrs = _ome(version, {"well": well})
     attrs[PROVENANCE_KEY] = dict(extra)
     _write_group(root, attrs, version)
 
@@ -538,9 +537,7 @@ def finalize_plate(
         ],
         "field_count": field_count,
     }
-    attrs: dict[str, Any] = (
-        {"ome": {"version": "0.5", "plate": plate}} if version == "0.5" else {"plate": plate}
-    )
+    attrs = _ome(version, {"plate": plate})
     attrs[PROVENANCE_KEY] = {**record, "status": "complete"}
     _write_group(root, attrs, version)
 
@@ -566,12 +563,7 @@ def finalize_label_image(
 ) -> None:
     """Write a label image group's metadata (``multiscales``, ``image-label``) after its arrays."""
     label = {**image_label, "version": version} if version == "0.4" else dict(image_label)
-    if version == "0.5":
-        attrs: dict[str, Any] = {
-            "ome": {"version": "0.5", "multiscales": [dict(multiscales)], "image-label": label}
-        }
-    else:
-        attrs = {"multiscales": [dict(multiscales)], "image-label": label}
+    attrs = _ome(version, {"multiscales": [dict(multiscales)], "image-label": label})
     attrs[PROVENANCE_KEY] = {**record, "status": "complete"}
     n = len(label.get("colors", [])) + len(label.get("properties", []))
     _write_group(root, attrs, version, indent=2 if n < 1000 else None)
@@ -581,7 +573,7 @@ def write_labels_group(root: Path, names: Sequence[str], version: str) -> None:
     """Write the ``labels`` group of an image: the list of its label images."""
     root.mkdir(parents=True, exist_ok=True)
     labels = {"labels": list(names)}
-    _write_group(root, {"ome": {"version": "0.5", **labels}} if version == "0.5" else labels, version)
+    _write_group(root, _ome(version, labels), version)
 
 
 def write_table_array(
